@@ -1,0 +1,1 @@
+"""Tracks in, operator analytics out: zones, counts and events."""

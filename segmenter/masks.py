@@ -129,3 +129,23 @@ def mask_iou_matrix(masks_a: list[CropMask], masks_b: list[CropMask]) -> np.ndar
     for i, j in zip(*box_overlap_pairs(wa, wb)):
         out[i, j] = mask_iou(masks_a[i], masks_b[j])
     return out
+
+
+def buffered_box_iou(boxes_a: np.ndarray, boxes_b: np.ndarray, buffer: float) -> np.ndarray:
+    """IoU of xyxy boxes each grown by ``buffer`` × its width/height on every side.
+
+    Buffered IoU (C-BIoU) still overlaps when a small object moved more than its
+    own size between frames, where plain IoU (mask or box) is already zero.
+    """
+    def grow(b: np.ndarray) -> np.ndarray:
+        w, h = b[:, 2] - b[:, 0], b[:, 3] - b[:, 1]
+        return np.stack([b[:, 0] - buffer * w, b[:, 1] - buffer * h, b[:, 2] + buffer * w, b[:, 3] + buffer * h], 1)
+
+    a, b = grow(np.asarray(boxes_a, np.float64).reshape(-1, 4)), grow(np.asarray(boxes_b, np.float64).reshape(-1, 4))
+    iw = np.clip(np.minimum(a[:, None, 2], b[None, :, 2]) - np.maximum(a[:, None, 0], b[None, :, 0]), 0, None)
+    ih = np.clip(np.minimum(a[:, None, 3], b[None, :, 3]) - np.maximum(a[:, None, 1], b[None, :, 1]), 0, None)
+    inter = iw * ih
+    area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
+    area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
+    union = area_a[:, None] + area_b[None, :] - inter
+    return np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)

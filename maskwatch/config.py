@@ -1,0 +1,82 @@
+"""Site configuration: one YAML file, validated by pydantic, errors naming the key."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from analytics.zones import ZoneConfig
+from segmenter.errors import InputError
+from segmenter.maskrcnn import MaskRCNNConfig
+from segmenter.motion import MotionConfig
+from segmenter.replay import ReplayConfig
+from tracker.config import TrackerConfig
+
+SegmenterName = Literal["maskrcnn", "motion", "replay"]
+
+
+class SegmenterSection(BaseModel):
+    """Which backend runs, and each backend's own settings."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: SegmenterName = "maskrcnn"
+    maskrcnn: MaskRCNNConfig = Field(default_factory=MaskRCNNConfig)
+    motion: MotionConfig = Field(default_factory=MotionConfig)
+    replay: ReplayConfig | None = None
+
+
+class OutputSection(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    render: bool = Field(False, description="Write an annotated MP4 (also --render).")
+    parquet: bool = Field(True, description="Write Parquet beside the CSV files.")
+
+
+class AppConfig(BaseModel):
+    """The whole configuration of ``maskwatch run``/``track``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    segmenter: SegmenterSection = Field(default_factory=SegmenterSection)
+    tracker: TrackerConfig = Field(default_factory=TrackerConfig)
+    zones: list[ZoneConfig] = Field(default_factory=list)
+    output: OutputSection = Field(default_factory=OutputSection)
+
+
+def format_validation_error(error: ValidationError, source: str) -> str:
+    """One line naming each bad key, e.g. ``site.yaml: tracker.min_hits: ...``."""
+    parts = []
+    for item in error.errors():
+        key = ".".join(str(p) for p in item["loc"]) or "(top level)"
+        message = "unknown key" if item["type"] == "extra_forbidden" else item["msg"]
+        parts.append(f"{key}: {message}")
+    return f"invalid config {source}: " + "; ".join(parts)
+
+
+def parse_config(data: dict, source: str = "config") -> AppConfig:
+    try:
+        return AppConfig.model_validate(data or {})
+    except ValidationError as exc:
+        raise InputError(format_validation_error(exc, source)) from None
+
+
+def load_config(path: Path | None) -> AppConfig:
+    """Read and validate a YAML config; no path gives the defaults."""
+    if path is None:
+        return AppConfig()
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"config file not found: {path}")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f":{mark.line + 1}" if mark else ""
+        raise InputError(f"config {path}{where} is not valid YAML: {getattr(exc, 'problem', exc)}") from None
+    if data is not None and not isinstance(data, dict):
+        raise InputError(f"config {path} must be a mapping of sections (segmenter, tracker, zones, output)")
+    return parse_config(data or {}, str(path))

@@ -1,0 +1,54 @@
+"""Mask-IoU association: cost matrices and the linear assignment (``lap``).
+
+The distance is a pluggable function (as in Norfair): it gets the tracks'
+predicted masks and the detections' masks and returns a similarity matrix. The
+default is mask IoU computed only for pairs whose boxes overlap.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Sequence
+
+import lap
+import numpy as np
+
+from segmenter.masks import CropMask, mask_iou_matrix
+
+Similarity = Callable[[Sequence[CropMask], Sequence[CropMask]], np.ndarray]
+
+
+def assign(similarity: np.ndarray, min_similarity: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Optimal one-to-one matching maximising similarity, ignoring pairs below ``min_similarity``.
+
+    Returns ``(matches (K, 2) [row, col], unmatched_rows, unmatched_cols)``.
+    """
+    rows, cols = similarity.shape
+    if rows == 0 or cols == 0:
+        return np.zeros((0, 2), dtype=np.intp), np.arange(rows), np.arange(cols)
+    cost = 1.0 - similarity
+    _, row_to_col, _ = lap.lapjv(cost, extend_cost=True, cost_limit=1.0 - min_similarity + 1e-9)
+    matched_rows = np.flatnonzero(row_to_col >= 0)
+    matched_cols = row_to_col[matched_rows]
+    keep = similarity[matched_rows, matched_cols] >= min_similarity
+    matches = np.stack([matched_rows[keep], matched_cols[keep]], axis=1).astype(np.intp)
+    unmatched_rows = np.setdiff1d(np.arange(rows), matches[:, 0])
+    unmatched_cols = np.setdiff1d(np.arange(cols), matches[:, 1])
+    return matches, unmatched_rows, unmatched_cols
+
+
+def gated_similarity(
+    similarity: Similarity,
+    track_masks: Sequence[CropMask],
+    track_classes: np.ndarray,
+    det_masks: Sequence[CropMask],
+    det_classes: np.ndarray,
+    class_consistent: bool,
+) -> np.ndarray:
+    """``similarity`` with pairs of different classes zeroed when matching is class-consistent."""
+    sim = similarity(track_masks, det_masks)
+    if class_consistent and sim.size:
+        sim[track_classes[:, None] != det_classes[None, :]] = 0.0
+    return sim
+
+
+__all__ = ["Similarity", "assign", "gated_similarity", "mask_iou_matrix"]

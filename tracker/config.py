@@ -1,0 +1,37 @@
+"""Every tracker parameter in one place, with the default and the reason for it."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+
+class TrackerConfig(BaseModel):
+    """Parameters of :class:`tracker.MaskTracker` (few and named, as in SORT).
+
+    Durations are given in seconds and turned into frames with the stream's fps,
+    so one config serves a 10 fps file and a 30 fps camera alike.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    high_score: float = Field(0.5, ge=0, le=1, description="Detections at or above this score are matched first and may start tracks.")
+    low_score: float = Field(0.1, ge=0, le=1, description="Detections between low_score and high_score only keep existing tracks alive (ByteTrack's second stage).")
+    new_track_score: float = Field(0.6, ge=0, le=1, description="Minimum score for an unmatched detection to start a new track.")
+    match_iou: float = Field(0.2, gt=0, le=1, description="Minimum mask IoU between a track's predicted mask and a high-score detection.")
+    low_match_iou: float = Field(0.5, gt=0, le=1, description="Minimum mask IoU for the low-score stage, stricter because low scores are often clutter.")
+    tentative_match_iou: float = Field(0.3, gt=0, le=1, description="Minimum mask IoU to extend a tentative (not yet confirmed) track.")
+    rescue_iou: float = Field(0.3, gt=0, le=1, description="Minimum buffered box IoU in the rescue stage for tracks no mask matched.")
+    rescue_buffer: float = Field(0.3, ge=0, description="How much each box grows per side (fraction of its size) for the rescue stage.")
+    min_hits: int = Field(3, ge=1, description="Consecutive matched frames before a track is confirmed and gets its public id.")
+    lost_seconds: float = Field(1.5, ge=0, description="How long a confirmed track survives without a match (state 'lost') before removal.")
+    class_consistent: bool = Field(True, description="Only match detections of the track's class.")
+
+    @model_validator(mode="after")
+    def _ordered_scores(self) -> "TrackerConfig":
+        if self.low_score > self.high_score:
+            raise ValueError(f"low_score ({self.low_score}) must not exceed high_score ({self.high_score})")
+        return self
+
+    def lost_frames(self, fps: float) -> int:
+        """``lost_seconds`` in frames at ``fps`` (at least one frame)."""
+        return max(1, round(self.lost_seconds * fps))

@@ -1,0 +1,221 @@
+"""Mask tracker: a Kalman filter per track for motion, mask IoU for association.
+
+One ``update`` per frame, read top to bottom (as in SORT):
+
+1. predict every track's box and carry its last mask to the predicted box;
+2. match high-score detections to confirmed and lost tracks;
+3. match low-score detections to the confirmed tracks still unmatched
+   (ByteTrack's idea: a partly occluded object scores low but is still there);
+4. rescue: match what is left of both by buffered box IoU, for small or fast
+   objects whose predicted mask no longer overlaps their new one;
+5. match the remaining high-score detections to tentative tracks;
+6. start tentative tracks from what is left, age and remove the rest.
+
+A track is ``tentative`` until ``min_hits`` consecutive matches, then
+``confirmed`` with a public id; unmatched it becomes ``lost`` and is
+``removed`` after ``lost_seconds``. Public ids are given at confirmation, so
+flickers never consume ids; the matches a track had while tentative are
+returned once, as ``backfill``, for offline writers that want whole tracks.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from segmenter.detections import Detections
+from segmenter.masks import CropMask, buffered_box_iou, mask_iou_matrix
+from tracker.association import Similarity, assign, gated_similarity
+from tracker.config import TrackerConfig
+from tracker.kalman import BoxKalman
+
+
+class TrackState(str, enum.Enum):
+    TENTATIVE = "tentative"
+    CONFIRMED = "confirmed"
+    LOST = "lost"
+    REMOVED = "removed"
+
+
+@dataclass(frozen=True, slots=True)
+class TrackObservation:
+    """One track seen in one frame: what downstream stages consume."""
+
+    frame: int
+    track_id: int
+    class_id: int
+    class_name: str
+    mask: CropMask
+    box: np.ndarray  # xyxy float32, the measured (mask) box
+    score: float
+    age: int  # frames since the track started
+    hits: int  # matched frames so far
+    state: TrackState
+
+
+@dataclass
+class FrameTracks:
+    """Result of one ``update``: the tracks matched in this frame."""
+
+    frame: int
+    tracks: list[TrackObservation]
+    backfill: list[TrackObservation] = field(default_factory=list)  # earlier frames of newly confirmed tracks
+    removed_ids: list[int] = field(default_factory=list)
+
+
+@dataclass
+class _Track:
+    kalman: BoxKalman
+    mask: CropMask
+    class_id: int
+    class_name: str
+    score: float
+    start_frame: int
+    last_frame: int = 0  # last frame with a match
+    hits: int = 1
+    state: TrackState = TrackState.TENTATIVE
+    track_id: int = 0
+    history: list[tuple[int, CropMask, float]] = field(default_factory=list)
+    predicted: CropMask | None = None
+
+
+class MaskTracker:
+    """Online multi-object tracker over :class:`Detections` with compact masks."""
+
+    def __init__(self, config: TrackerConfig | None = None, fps: float = 30.0, similarity: Similarity = mask_iou_matrix):
+        self.config = config or TrackerConfig()
+        self.max_misses = self.config.lost_frames(fps)
+        self.similarity = similarity
+        self.frame = -1
+        self._tracks: list[_Track] = []
+        self._next_id = 1
+
+    def update(self, detections: Detections) -> FrameTracks:
+        """Consume one frame's detections; returns the tracks matched in it."""
+        cfg = self.config
+        self.frame += 1
+        for track in self._tracks:
+            track.predicted = _predict_mask(track)
+
+        high = np.flatnonzero(detections.scores >= cfg.high_score)
+        low = np.flatnonzero((detections.scores >= cfg.low_score) & (detections.scores < cfg.high_score))
+
+        established = [t for t in self._tracks if t.state in (TrackState.CONFIRMED, TrackState.LOST)]
+        tentative = [t for t in self._tracks if t.state is TrackState.TENTATIVE]
+
+        matched, rest_tracks, rest_high = self._match(established, detections, high, cfg.match_iou, self.similarity)
+        alive = [t for t in rest_tracks if t.state is TrackState.CONFIRMED]
+        matched_low, _, _ = self._match(alive, detections, low, cfg.low_match_iou, self.similarity)
+        taken = {id(t) for t, _ in matched_low}
+        rest_tracks = [t for t in rest_tracks if id(t) not in taken]
+        matched_rescue, _, rest_high = self._match(rest_tracks, detections, rest_high, cfg.rescue_iou, self._buffered)
+        matched_tent, _, rest_high = self._match(tentative, detections, rest_high, cfg.tentative_match_iou, self.similarity)
+
+        result = FrameTracks(self.frame, [])
+        for track, det in matched + matched_low + matched_rescue + matched_tent:
+            self._apply_match(track, detections, det, result)
+        for det in rest_high:
+            if detections.scores[det] >= cfg.new_track_score:
+                self._start(detections, det)
+        self._age(result)
+        return result
+
+    def _match(
+        self, tracks: list[_Track], detections: Detections, det_idx: np.ndarray, min_iou: float, similarity: Similarity
+    ) -> tuple[list[tuple[_Track, int]], list[_Track], np.ndarray]:
+        """Assign ``tracks`` to detections ``det_idx``; returns matches and leftovers of both."""
+        sim = gated_similarity(
+            similarity,
+            [t.predicted for t in tracks],
+            np.array([t.class_id for t in tracks], dtype=np.int64),
+            [detections.masks[i] for i in det_idx],
+            detections.class_ids[det_idx].astype(np.int64),
+            self.config.class_consistent,
+        )
+        pairs, free_rows, free_cols = assign(sim, min_iou)
+        matches = [(tracks[r], int(det_idx[c])) for r, c in pairs]
+        return matches, [tracks[r] for r in free_rows], det_idx[free_cols]
+
+    def _apply_match(self, track: _Track, detections: Detections, det: int, result: FrameTracks) -> None:
+        mask = detections.masks[det]
+        track.kalman.update(mask.box())
+        track.mask, track.score, track.last_frame = mask, float(detections.scores[det]), self.frame
+        track.hits += 1
+        if track.state is TrackState.TENTATIVE:
+            track.history.append((self.frame, mask, track.score))
+            if track.hits >= self.config.min_hits:
+                track.state, track.track_id = TrackState.CONFIRMED, self._next_id
+                self._next_id += 1
+                result.backfill.extend(self._observe(track, f, m, s) for f, m, s in track.history[:-1])
+                track.history.clear()
+        else:
+            track.state = TrackState.CONFIRMED
+        if track.state is TrackState.CONFIRMED:
+            result.tracks.append(self._observe(track, self.frame, mask, track.score))
+
+    def _start(self, detections: Detections, det: int) -> None:
+        mask = detections.masks[det]
+        track = _Track(
+            kalman=BoxKalman(mask.box()),
+            mask=mask,
+            class_id=int(detections.class_ids[det]),
+            class_name=str(detections.class_names[det]),
+            score=float(detections.scores[det]),
+            start_frame=self.frame,
+            last_frame=self.frame,
+        )
+        track.history.append((self.frame, mask, track.score))
+        if self.config.min_hits <= 1:
+            track.state, track.track_id = TrackState.CONFIRMED, self._next_id
+            self._next_id += 1
+            track.history.clear()
+        self._tracks.append(track)
+
+    def _age(self, result: FrameTracks) -> None:
+        """Unmatched tentative tracks die at once; confirmed ones go lost, then removed."""
+        survivors = []
+        for track in self._tracks:
+            misses = self.frame - track.last_frame
+            if misses == 0:
+                survivors.append(track)
+            elif track.state is TrackState.TENTATIVE:
+                track.state = TrackState.REMOVED
+            elif misses > self.max_misses:
+                track.state = TrackState.REMOVED
+                result.removed_ids.append(track.track_id)
+            else:
+                track.state = TrackState.LOST
+                survivors.append(track)
+        self._tracks = survivors
+
+    def _observe(self, track: _Track, frame: int, mask: CropMask, score: float) -> TrackObservation:
+        return TrackObservation(
+            frame=frame,
+            track_id=track.track_id,
+            class_id=track.class_id,
+            class_name=track.class_name,
+            mask=mask,
+            box=mask.box(),
+            score=score,
+            age=frame - track.start_frame + 1,
+            hits=track.hits,
+            state=track.state,
+        )
+
+    def _buffered(self, track_masks: list[CropMask], det_masks: list[CropMask]) -> np.ndarray:
+        """Rescue similarity: buffered box IoU, for objects that moved further than their own size."""
+        return buffered_box_iou(
+            np.array([m.box() for m in track_masks]), np.array([m.box() for m in det_masks]), self.config.rescue_buffer
+        )
+
+    @property
+    def active(self) -> list[_Track]:
+        return list(self._tracks)
+
+
+def _predict_mask(track: _Track) -> CropMask:
+    """Advance the track's Kalman filter and carry its last mask onto the predicted box."""
+    x0, y0, x1, y1 = track.kalman.predict()
+    return track.mask.moved(round(x0), round(y0), round(x1 - x0), round(y1 - y0))
