@@ -13,8 +13,8 @@ test: $(STAMP)
 	$(BIN)/python -m pytest
 
 bench: $(STAMP)
-	$(BIN)/python bench/tracker.py
-	$(BIN)/python bench/pipeline.py
+	$(BIN)/python bench/tracker_speed.py
+	$(BIN)/python bench/pipeline_speed.py
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)

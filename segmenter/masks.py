@@ -8,7 +8,7 @@ the overlap window, and RLE (pycocotools) is produced only at the file boundary.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import cv2
 import numpy as np
@@ -22,6 +22,10 @@ class CropMask:
     crop: np.ndarray  # (h, w) bool
     x0: int
     y0: int
+    area: int = field(init=False, compare=False)  # pixel count, computed once: IoU needs it per pair
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "area", int(np.count_nonzero(self.crop)))
 
     @property
     def x1(self) -> int:
@@ -35,10 +39,6 @@ class CropMask:
     def window(self) -> tuple[int, int, int, int]:
         """Integer ``(x0, y0, x1, y1)`` with exclusive ends."""
         return self.x0, self.y0, self.x1, self.y1
-
-    @property
-    def area(self) -> int:
-        return int(np.count_nonzero(self.crop))
 
     @classmethod
     def from_full(cls, mask: np.ndarray) -> "CropMask":
@@ -70,6 +70,15 @@ class CropMask:
         rle = mask_utils.encode(np.asfortranarray(self.to_full(height, width).astype(np.uint8)))
         rle["counts"] = rle["counts"].decode("ascii")
         return rle
+
+    def clipped(self, height: int, width: int) -> "CropMask":
+        """The part inside an ``(height, width)`` frame (itself when already inside)."""
+        if self.x0 >= 0 and self.y0 >= 0 and self.x1 <= width and self.y1 <= height:
+            return self
+        x0, y0, x1, y1 = max(self.x0, 0), max(self.y0, 0), min(self.x1, width), min(self.y1, height)
+        if x1 <= x0 or y1 <= y0:
+            return CropMask(np.zeros((0, 0), dtype=bool), 0, 0)
+        return CropMask(self.crop[y0 - self.y0 : y1 - self.y0, x0 - self.x0 : x1 - self.x0], x0, y0)
 
     def box(self) -> np.ndarray:
         """Tight xyxy box of the mask pixels (float32, exclusive right/bottom)."""

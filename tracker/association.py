@@ -12,7 +12,7 @@ from typing import Callable, Sequence
 import lap
 import numpy as np
 
-from segmenter.masks import CropMask, mask_iou_matrix
+from segmenter.masks import CropMask
 
 Similarity = Callable[[Sequence[CropMask], Sequence[CropMask]], np.ndarray]
 
@@ -31,24 +31,7 @@ def assign(similarity: np.ndarray, min_similarity: float) -> tuple[np.ndarray, n
     matched_cols = row_to_col[matched_rows]
     keep = similarity[matched_rows, matched_cols] >= min_similarity
     matches = np.stack([matched_rows[keep], matched_cols[keep]], axis=1).astype(np.intp)
-    unmatched_rows = np.setdiff1d(np.arange(rows), matches[:, 0])
-    unmatched_cols = np.setdiff1d(np.arange(cols), matches[:, 1])
-    return matches, unmatched_rows, unmatched_cols
-
-
-def gated_similarity(
-    similarity: Similarity,
-    track_masks: Sequence[CropMask],
-    track_classes: np.ndarray,
-    det_masks: Sequence[CropMask],
-    det_classes: np.ndarray,
-    class_consistent: bool,
-) -> np.ndarray:
-    """``similarity`` with pairs of different classes zeroed when matching is class-consistent."""
-    sim = similarity(track_masks, det_masks)
-    if class_consistent and sim.size:
-        sim[track_classes[:, None] != det_classes[None, :]] = 0.0
-    return sim
-
-
-__all__ = ["Similarity", "assign", "gated_similarity", "mask_iou_matrix"]
+    free_rows, free_cols = np.ones(rows, bool), np.ones(cols, bool)
+    free_rows[matches[:, 0]] = False
+    free_cols[matches[:, 1]] = False
+    return matches, np.flatnonzero(free_rows), np.flatnonzero(free_cols)

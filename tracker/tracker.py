@@ -6,9 +6,9 @@ One ``update`` per frame, read top to bottom (as in SORT):
 2. match high-score detections to confirmed and lost tracks;
 3. match low-score detections to the confirmed tracks still unmatched
    (ByteTrack's idea: a partly occluded object scores low but is still there);
-4. rescue: match what is left of both by buffered box IoU, for small or fast
-   objects whose predicted mask no longer overlaps their new one;
-5. match the remaining high-score detections to tentative tracks;
+4. match the remaining high-score detections to tentative tracks;
+5. rescue: match what is left of both by buffered box IoU, for small or
+   fast objects whose predicted mask no longer overlaps their new one;
 6. start tentative tracks from what is left, age and remove the rest.
 
 A track is ``tentative`` until ``min_hits`` consecutive matches, then
@@ -27,7 +27,7 @@ import numpy as np
 
 from segmenter.detections import Detections
 from segmenter.masks import CropMask, buffered_box_iou, mask_iou_matrix
-from tracker.association import Similarity, assign, gated_similarity
+from tracker.association import Similarity, assign
 from tracker.config import TrackerConfig
 from tracker.kalman import BoxKalman
 
@@ -105,16 +105,16 @@ class MaskTracker:
         established = [t for t in self._tracks if t.state in (TrackState.CONFIRMED, TrackState.LOST)]
         tentative = [t for t in self._tracks if t.state is TrackState.TENTATIVE]
 
-        matched, rest_tracks, rest_high = self._match(established, detections, high, cfg.match_iou, self.similarity)
+        matched, rest_tracks, rest_high = self._match(established, detections, high, cfg.match_iou)
         alive = [t for t in rest_tracks if t.state is TrackState.CONFIRMED]
-        matched_low, _, _ = self._match(alive, detections, low, cfg.low_match_iou, self.similarity)
+        matched_low, _, _ = self._match(alive, detections, low, cfg.low_match_iou)
         taken = {id(t) for t, _ in matched_low}
         rest_tracks = [t for t in rest_tracks if id(t) not in taken]
-        matched_rescue, _, rest_high = self._match(rest_tracks, detections, rest_high, cfg.rescue_iou, self._buffered)
-        matched_tent, _, rest_high = self._match(tentative, detections, rest_high, cfg.tentative_match_iou, self.similarity)
+        matched_tent, rest_tent, rest_high = self._match(tentative, detections, rest_high, cfg.tentative_match_iou)
+        matched_rescue, _, rest_high = self._match(rest_tracks + rest_tent, detections, rest_high, cfg.rescue_iou, rescue=True)
 
         result = FrameTracks(self.frame, [])
-        for track, det in matched + matched_low + matched_rescue + matched_tent:
+        for track, det in matched + matched_low + matched_tent + matched_rescue:
             self._apply_match(track, detections, det, result)
         for det in rest_high:
             if detections.scores[det] >= cfg.new_track_score:
@@ -123,18 +123,18 @@ class MaskTracker:
         return result
 
     def _match(
-        self, tracks: list[_Track], detections: Detections, det_idx: np.ndarray, min_iou: float, similarity: Similarity
+        self, tracks: list[_Track], detections: Detections, det_idx: np.ndarray, min_similarity: float, rescue: bool = False
     ) -> tuple[list[tuple[_Track, int]], list[_Track], np.ndarray]:
         """Assign ``tracks`` to detections ``det_idx``; returns matches and leftovers of both."""
-        sim = gated_similarity(
-            similarity,
-            [t.predicted for t in tracks],
-            np.array([t.class_id for t in tracks], dtype=np.int64),
-            [detections.masks[i] for i in det_idx],
-            detections.class_ids[det_idx].astype(np.int64),
-            self.config.class_consistent,
-        )
-        pairs, free_rows, free_cols = assign(sim, min_iou)
+        det_masks = [detections.masks[i] for i in det_idx]
+        if rescue:
+            sim = self._rescue_similarity(tracks, det_masks)
+        else:
+            sim = self.similarity([t.predicted for t in tracks], det_masks)
+        if self.config.class_consistent and sim.size:
+            track_classes = np.array([t.class_id for t in tracks])
+            sim[track_classes[:, None] != detections.class_ids[det_idx][None, :]] = 0.0
+        pairs, free_rows, free_cols = assign(sim, min_similarity)
         matches = [(tracks[r], int(det_idx[c])) for r, c in pairs]
         return matches, [tracks[r] for r in free_rows], det_idx[free_cols]
 
@@ -204,10 +204,14 @@ class MaskTracker:
             state=track.state,
         )
 
-    def _buffered(self, track_masks: list[CropMask], det_masks: list[CropMask]) -> np.ndarray:
-        """Rescue similarity: buffered box IoU, for objects that moved further than their own size."""
+    def _rescue_similarity(self, tracks: list[_Track], det_masks: list[CropMask]) -> np.ndarray:
+        """Rescue similarity: buffered box IoU (C-BIoU) of predicted and detected boxes.
+
+        For objects that moved further than their own size (small, fast, or after a
+        gap), where the predicted mask no longer overlaps the new one.
+        """
         return buffered_box_iou(
-            np.array([m.box() for m in track_masks]), np.array([m.box() for m in det_masks]), self.config.rescue_buffer
+            np.array([t.predicted.box() for t in tracks]), np.array([m.box() for m in det_masks]), self.config.rescue_buffer
         )
 
     @property
