@@ -131,23 +131,9 @@ def main() -> None:
     from pydantic import ValidationError
 
     try:
-        app(standalone_mode=False)
-    except (InputError, ValidationError, FileNotFoundError, PermissionError, IsADirectoryError) as exc:
+        app()  # standalone: usage errors are reported by typer itself, exit code 2
+    except (InputError, ValidationError, OSError) as exc:
         if _state["debug"]:
             raise
         err_console.print(f"maskwatch: error: {exc}", markup=False, highlight=False, soft_wrap=True)
         sys.exit(2)
-    except typer.Abort:
-        err_console.print("maskwatch: aborted")
-        sys.exit(130)
-    except KeyboardInterrupt:
-        sys.exit(130)
-    except Exception as exc:  # click usage errors and the like
-        import click
-
-        if isinstance(exc, click.ClickException):
-            exc.show()
-            sys.exit(exc.exit_code)
-        if isinstance(exc, click.exceptions.Exit):
-            sys.exit(exc.exit_code)
-        raise

@@ -118,7 +118,7 @@ class MaskTracker:
             self._apply_match(track, detections, det, result)
         for det in rest_high:
             if detections.scores[det] >= cfg.new_track_score:
-                self._start(detections, det)
+                self._start(detections, det, result)
         self._age(result)
         return result
 
@@ -155,7 +155,7 @@ class MaskTracker:
         if track.state is TrackState.CONFIRMED:
             result.tracks.append(self._observe(track, self.frame, mask, track.score))
 
-    def _start(self, detections: Detections, det: int) -> None:
+    def _start(self, detections: Detections, det: int, result: FrameTracks) -> None:
         mask = detections.masks[det]
         track = _Track(
             kalman=BoxKalman(mask.box()),
@@ -171,6 +171,7 @@ class MaskTracker:
             track.state, track.track_id = TrackState.CONFIRMED, self._next_id
             self._next_id += 1
             track.history.clear()
+            result.tracks.append(self._observe(track, self.frame, mask, track.score))
         self._tracks.append(track)
 
     def _age(self, result: FrameTracks) -> None:

@@ -1,0 +1,317 @@
+"""Mask R-CNN (torchvision) as a maskwatch segmenter: BGR frames in, compact crop masks out.
+
+The model returns every mask pasted into a full frame, (N, 1, H, W) float; at 1080p
+that is 8 MB per object. Masks are therefore thresholded and cut to the tight box of
+their pixels on the model's device, and only those crops travel to the host.
+
+Weights come from one of three places (``MaskRCNNConfig.weights``): torchvision's
+COCO weights, fetched once and cached by torchvision; a local checkpoint, either a
+bare ``state_dict`` or ``{"model": state_dict, "class_names": [...], "version": "v2"}``;
+or none at all (an untrained model, for tests). Every way that goes wrong is an
+:class:`InputError` naming the file or the fix, never a torchvision traceback.
+
+``maskwatch.config`` imports this module for :class:`MaskRCNNConfig`, so torch and
+torchvision are imported inside the functions that use them: loading a config for
+another segmenter must not cost the two seconds of importing torch.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal, Sequence
+
+import numpy as np
+from pydantic import BaseModel, Field, field_validator, model_validator
+
+from segmenter.detections import Detections
+from segmenter.errors import InputError
+from segmenter.masks import CropMask
+
+if TYPE_CHECKING:
+    import torch
+    from torchvision.models.detection import MaskRCNN
+
+COCO_NUM_CLASSES = 91  # torchvision's COCO label space: background + 90 category ids (some "N/A")
+CLS_SCORE_KEY = "roi_heads.box_predictor.cls_score.weight"  # (num_classes, 1024): gives the number of classes
+BACKGROUND = "__background__"
+
+
+class MaskRCNNConfig(BaseModel, extra="forbid", validate_assignment=True):
+    """Settings of :class:`MaskRCNNSegmenter` (``segmenter.maskrcnn`` in the site config).
+
+    ``validate_assignment`` because the CLI sets ``weights`` from ``--weights`` after
+    the YAML was validated.
+    """
+
+    weights: str = Field(
+        "DEFAULT",
+        min_length=1,
+        description="DEFAULT: torchvision's COCO weights (downloaded once, then cached by torchvision); "
+        "none: untrained (tests); anything else: path to a local .pth checkpoint.",
+    )
+    version: Literal["v1", "v2"] = Field(
+        "v2",
+        description="v2: maskrcnn_resnet50_fpn_v2 (more accurate); v1: maskrcnn_resnet50_fpn. "
+        "A checkpoint's own 'version' key takes precedence.",
+    )
+    device: str = Field("auto", description="auto (CUDA when available, else CPU), cpu, cuda, cuda:N or mps.")
+    score_threshold: float = Field(0.5, ge=0, le=1, description="Drop detections scoring at or below this.")
+    classes: list[str] | None = Field(
+        None, min_length=1, description="Keep only these class names (all classes when unset)."
+    )
+    max_detections: int = Field(
+        100, ge=1, description="Most detections per frame, counted before the class filter."
+    )
+    min_size: int = Field(800, ge=32, description="Frames are resized so the short side is this many pixels...")
+    max_size: int = Field(1333, ge=32, description="...unless the long side would then exceed this.")
+    batch_size: int = Field(4, ge=1, description="Frames per forward pass.")
+    mask_threshold: float = Field(0.5, gt=0, lt=1, description="Mask probability above which a pixel is in the mask.")
+    num_classes: int | None = Field(
+        None, ge=2, description="Only with weights: none; classes including background (default 91, COCO)."
+    )
+    class_names: list[str] | None = Field(
+        None,
+        min_length=1,
+        description="Override the class names: one per label, with or without the background at index 0.",
+    )
+
+    @field_validator("device")
+    @classmethod
+    def _known_device(cls, value: str) -> str:
+        if not re.fullmatch(r"auto|cpu|cuda(:\d+)?|mps", value):
+            raise ValueError(f"device must be auto, cpu, cuda, cuda:N or mps, not {value!r}")
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "MaskRCNNConfig":
+        if self.max_size < self.min_size:
+            raise ValueError(f"max_size ({self.max_size}) must not be smaller than min_size ({self.min_size})")
+        if self.num_classes is not None and self.weights.lower() != "none":
+            raise ValueError("num_classes applies only to weights: none (COCO weights and checkpoints define their own)")
+        return self
+
+
+class MaskRCNNSegmenter:
+    """The :class:`~segmenter.detections.Segmenter` backed by torchvision's Mask R-CNN.
+
+    ``class_names[label]`` is the name of model label ``label`` (index 0: background);
+    ``Detections.class_ids`` are those labels, so with COCO weights they are COCO
+    category ids.
+    """
+
+    def __init__(self, config: MaskRCNNConfig | None = None) -> None:
+        import torch
+
+        self.config = config or MaskRCNNConfig()
+        self.device = resolve_device(self.config.device)
+        model, self.class_names = build_model(self.config)
+        self.model = model.to(self.device).eval()
+        self._names = np.array(self.class_names, dtype=object)
+        keep = _class_keep(self.class_names, self.config.classes)
+        self._keep = None if keep is None else torch.from_numpy(keep).to(self.device)
+
+    def segment(self, frames: Sequence[np.ndarray]) -> list[Detections]:
+        """One :class:`Detections` per BGR uint8 frame, run ``batch_size`` frames at a time."""
+        size = self.config.batch_size
+        return [det for start in range(0, len(frames), size) for det in self._segment_batch(frames[start : start + size])]
+
+    def _segment_batch(self, frames: Sequence[np.ndarray]) -> list[Detections]:
+        import torch
+
+        images = [_to_tensor(frame, self.device) for frame in frames]
+        on_cuda = self.device.type == "cuda"
+        with torch.inference_mode(), torch.autocast("cuda", dtype=torch.float16, enabled=on_cuda):
+            outputs = self.model(images)
+            return [self._detections(out, frame.shape[:2]) for out, frame in zip(outputs, frames)]
+
+    def _detections(self, output: dict[str, torch.Tensor], image_size: tuple[int, int]) -> Detections:
+        labels = output["labels"]
+        keep = self._keep[labels] if self._keep is not None else slice(None)
+        masks = crop_masks(output["masks"][keep], self.config.mask_threshold)
+        nonempty = np.array([m.area > 0 for m in masks], dtype=bool)
+        labels = labels[keep].cpu().numpy()[nonempty]
+        return Detections(
+            boxes=output["boxes"][keep].float().cpu().numpy()[nonempty],
+            masks=[m for m, ok in zip(masks, nonempty) if ok],
+            class_ids=labels,
+            scores=output["scores"][keep].float().cpu().numpy()[nonempty],
+            class_names=self._names[labels],
+            image_size=(int(image_size[0]), int(image_size[1])),
+        )
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` → CUDA when available, else CPU; an unavailable CUDA is an input error, not a crash later."""
+    import torch
+
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise InputError(f"segmenter.maskrcnn.device is {name} but CUDA is not available here (use auto or cpu)")
+    if name == "mps" and not torch.backends.mps.is_available():
+        raise InputError("segmenter.maskrcnn.device is mps but MPS is not available here (use auto or cpu)")
+    return torch.device(name)
+
+
+def build_model(config: MaskRCNNConfig) -> tuple[MaskRCNN, list[str]]:
+    """The Mask R-CNN the config describes, with its weights loaded, and its class names by label."""
+    settings: dict[str, Any] = {
+        "weights_backbone": None,  # never download ImageNet weights: they are overwritten anyway
+        "box_score_thresh": config.score_threshold,
+        "box_detections_per_img": config.max_detections,
+        "min_size": config.min_size,
+        "max_size": config.max_size,
+    }
+    weights = config.weights
+    if weights.upper() == "DEFAULT":
+        builder, coco = _architecture(config.version)
+        try:  # whatever fails while fetching or reading the file (offline, proxy, corrupt cache)
+            model = builder(weights=coco, **settings)
+        except Exception as exc:
+            raise InputError(_coco_failure(config.version, exc)) from exc
+        names = coco.meta["categories"]
+    elif weights.lower() == "none":
+        num_classes = config.num_classes or COCO_NUM_CLASSES
+        model = _architecture(config.version)[0](weights=None, num_classes=num_classes, **settings)
+        names = _default_names(num_classes)
+    else:
+        state, names, version = read_checkpoint(Path(weights))
+        num_classes = state[CLS_SCORE_KEY].shape[0]
+        model = _architecture(version or config.version)[0](weights=None, num_classes=num_classes, **settings)
+        _load_state(model, state, weights, version or config.version)
+        names = names or _default_names(num_classes)
+    num_classes = model.roi_heads.box_predictor.cls_score.out_features
+    if config.class_names:
+        return model, names_by_label(config.class_names, num_classes, "segmenter.maskrcnn.class_names")
+    return model, names_by_label(names, num_classes, f"class_names of {weights}")
+
+
+def read_checkpoint(path: Path) -> tuple[dict[str, torch.Tensor], list[str] | None, str | None]:
+    """``(state_dict, class_names or None, version or None)`` from a checkpoint file.
+
+    Loaded with ``weights_only=True``: a checkpoint is tensors, lists and strings, and
+    opening one must never run code from the file.
+    """
+    import torch
+
+    if not path.is_file():
+        raise InputError(
+            f"Mask R-CNN weights not found: {path} (segmenter.maskrcnn.weights takes a .pth checkpoint, "
+            "DEFAULT for torchvision's COCO weights, or none)"
+        )
+    expected = "a state_dict or {'model': state_dict, 'class_names': [...], 'version': 'v2'}"
+    try:
+        data = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # text, a foreign pickle, a truncated zip: all mean "not a checkpoint"
+        raise InputError(f"{path} is not a Mask R-CNN checkpoint: torch.load cannot read it ({expected})") from exc
+    state = data.get("model", data) if isinstance(data, dict) else None
+    if not isinstance(state, dict) or not isinstance(state.get(CLS_SCORE_KEY), torch.Tensor):
+        raise InputError(f"{path} is not a Mask R-CNN checkpoint: it has no {CLS_SCORE_KEY} ({expected})")
+    names = data.get("class_names")
+    if names is not None and not (isinstance(names, list) and all(isinstance(n, str) for n in names)):
+        raise InputError(f"{path}: class_names must be a list of strings")
+    version = data.get("version")
+    if version not in (None, "v1", "v2"):
+        raise InputError(f"{path}: version must be 'v1' or 'v2', not {version!r}")
+    return state, names, version
+
+
+def names_by_label(names: Sequence[str], num_classes: int, source: str) -> list[str]:
+    """Names indexed by model label; ``names`` may include the background at index 0 or leave it out."""
+    if len(names) == num_classes:
+        return list(names)
+    if len(names) == num_classes - 1:
+        return [BACKGROUND, *names]
+    raise InputError(
+        f"{source} has {len(names)} names but the model has {num_classes - 1} classes "
+        f"(give {num_classes - 1} names, or {num_classes} with the background first)"
+    )
+
+
+def crop_masks(probs: torch.Tensor, threshold: float) -> list[CropMask]:
+    """Threshold pasted (N, 1, H, W) mask probabilities into crops tight around their pixels.
+
+    Thresholding, the per-mask bounds and the cutting all run on the tensor's device;
+    the host receives four ints per mask and the crops, never the full frames. An
+    empty mask gives an empty ``CropMask`` (area 0).
+    """
+    import torch
+
+    if len(probs) == 0:
+        return []
+    binary = probs[:, 0] > threshold
+    rows, cols = binary.any(dim=2).byte(), binary.any(dim=1).byte()  # (N, H), (N, W)
+    height, width = binary.shape[1:]
+    bounds = torch.stack(
+        [cols.argmax(1), rows.argmax(1), width - cols.flip(1).argmax(1), height - rows.flip(1).argmax(1)], dim=1
+    )
+    bounds[rows.amax(1) == 0] = 0  # argmax of an all-zero row is 0: make empty masks 0x0 crops
+    bounds = bounds.cpu().numpy()
+    pieces = [binary[i, y0:y1, x0:x1].reshape(-1) for i, (x0, y0, x1, y1) in enumerate(bounds)]
+    flat = torch.cat(pieces).cpu().numpy()
+    sizes = (bounds[:, 2] - bounds[:, 0]) * (bounds[:, 3] - bounds[:, 1])
+    crops = np.split(flat, np.cumsum(sizes)[:-1])
+    return [
+        CropMask(crop.reshape(y1 - y0, x1 - x0), int(x0), int(y0)) for crop, (x0, y0, x1, y1) in zip(crops, bounds)
+    ]
+
+
+def _architecture(version: str) -> tuple[Any, Any]:
+    """``(builder, COCO weights enum)`` of a version."""
+    from torchvision.models import detection
+
+    if version == "v1":
+        return detection.maskrcnn_resnet50_fpn, detection.MaskRCNN_ResNet50_FPN_Weights.DEFAULT
+    return detection.maskrcnn_resnet50_fpn_v2, detection.MaskRCNN_ResNet50_FPN_V2_Weights.DEFAULT
+
+
+def _default_names(num_classes: int) -> list[str]:
+    """COCO names for a 91-class model (they ship with torchvision, offline), else ``class_<label>``."""
+    if num_classes == COCO_NUM_CLASSES:
+        return list(_architecture("v2")[1].meta["categories"])
+    return [BACKGROUND, *(f"class_{label}" for label in range(1, num_classes))]
+
+
+def _load_state(model: MaskRCNN, state: dict[str, torch.Tensor], path: str, version: str) -> None:
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as exc:  # missing/unexpected keys or shapes: another architecture
+        other = "v1" if version == "v2" else "v2"
+        raise InputError(
+            f"{path} is not a Mask R-CNN {version} checkpoint: its weights do not fit "
+            f"the {version} architecture (if it was trained as {other}, set segmenter.maskrcnn.version: {other})"
+        ) from exc
+
+
+def _coco_failure(version: str, exc: Exception) -> str:
+    import torch
+
+    cache = Path(torch.hub.get_dir()) / "checkpoints"
+    return (
+        f"cannot load torchvision's COCO weights for Mask R-CNN {version} "
+        f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else 'no details'}). "
+        f"They are downloaded once through torchvision (needs internet the first time, then cached in {cache}); "
+        "without internet, set segmenter.maskrcnn.weights: path/to/model.pth (or --weights path/to/model.pth)"
+    )
+
+
+def _class_keep(names: list[str], wanted: list[str] | None) -> np.ndarray | None:
+    """Bool lookup by label of the classes to keep; ``None`` keeps all. Unknown names are input errors."""
+    if wanted is None:
+        return None
+    unknown = sorted(set(wanted) - set(names[1:]))
+    if unknown:
+        known = ", ".join(n for n in dict.fromkeys(names[1:]) if n != "N/A")
+        raise InputError(f"segmenter.maskrcnn.classes: unknown class {', '.join(map(repr, unknown))} (known: {known})")
+    return np.isin(np.array(names, dtype=object), wanted) & (np.arange(len(names)) > 0)
+
+
+def _to_tensor(frame: np.ndarray, device: torch.device) -> torch.Tensor:
+    """BGR uint8 (H, W, 3) → RGB float (3, H, W) in [0, 1], converted after upload (uint8 is 4x smaller)."""
+    import torch
+
+    if frame.ndim != 3 or frame.shape[2] != 3 or frame.dtype != np.uint8:
+        raise ValueError(f"expected a BGR uint8 frame of shape (H, W, 3), got {frame.dtype} {frame.shape}")
+    image = torch.from_numpy(np.ascontiguousarray(frame)).to(device, non_blocking=True)
+    return image.flip(-1).permute(2, 0, 1).float().div_(255)

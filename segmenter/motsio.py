@@ -1,0 +1,156 @@
+"""MOTS text formats, read strictly and written byte-exactly.
+
+Two line layouts share the COCO RLE mask at the end:
+
+- results / ground truth: ``frame obj_id class_id img_h img_w rle``
+- detections:            ``frame class_id score img_h img_w rle``
+
+Every line is validated when read (field count, numbers, and that the RLE's
+run lengths add up to ``img_h * img_w``, which pycocotools does not check and
+would otherwise decode out of bounds); a bad line is reported as ``file:line``.
+Masks stay RLE strings until asked for, so reading a long file is cheap.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+from segmenter.errors import InputError
+from segmenter.masks import CropMask
+
+
+@dataclass(frozen=True, slots=True)
+class MotsRecord:
+    """One object in one frame of a result or ground-truth file."""
+
+    frame: int
+    obj_id: int
+    class_id: int
+    height: int
+    width: int
+    rle: str
+
+    def mask(self) -> CropMask:
+        return CropMask.from_rle({"size": [self.height, self.width], "counts": self.rle.encode("ascii")})
+
+
+@dataclass(frozen=True, slots=True)
+class MotsDetection:
+    """One detection (no identity yet) in one frame of a detection file."""
+
+    frame: int
+    class_id: int
+    score: float
+    height: int
+    width: int
+    rle: str
+
+    def mask(self) -> CropMask:
+        return CropMask.from_rle({"size": [self.height, self.width], "counts": self.rle.encode("ascii")})
+
+
+def rle_total(counts: str) -> int:
+    """Sum of the run lengths of a compressed COCO RLE string (pycocotools' LEB128 variant).
+
+    Raises ValueError on characters outside the alphabet or a truncated number.
+    """
+    runs: list[int] = []
+    i, n = 0, len(counts)
+    while i < n:
+        value, shift, more = 0, 0, True
+        while more:
+            if i >= n:
+                raise ValueError("truncated run length")
+            c = ord(counts[i]) - 48
+            if not 0 <= c < 64:
+                raise ValueError(f"invalid character {counts[i]!r}")
+            value |= (c & 0x1F) << (5 * shift)
+            more = bool(c & 0x20)
+            i += 1
+            shift += 1
+            if not more and c & 0x10:
+                value |= -1 << (5 * shift)
+        if len(runs) > 2:
+            value += runs[-2]  # runs after the third are stored as differences to the run two back
+        if value < 0:
+            raise ValueError("negative run length")
+        runs.append(value)
+    return sum(runs)
+
+
+def _int(text: str, name: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise ValueError(f"{name} must be an integer, got {text!r}") from None
+
+
+def check_rle(height: int, width: int, rle: str) -> None:
+    if height <= 0 or width <= 0:
+        raise ValueError(f"image size must be positive, got {height}x{width}")
+    total = rle_total(rle)
+    if total != height * width:
+        raise ValueError(f"RLE covers {total} pixels, expected img_h*img_w = {height * width}")
+
+
+def _lines(path: Path) -> Iterator[tuple[int, list[str]]]:
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"file not found: {path}")
+    with path.open("r", encoding="ascii", errors="replace", newline="\n") as handle:
+        for lineno, line in enumerate(handle, start=1):
+            if line.strip():
+                yield lineno, line.rstrip("\r\n").split(" ")
+
+
+def read_mots(path: Path | str) -> list[MotsRecord]:
+    """Read a MOTS result or ground-truth file (``frame obj_id class_id img_h img_w rle``)."""
+    records = []
+    for lineno, fields in _lines(Path(path)):
+        try:
+            if len(fields) != 6:
+                raise ValueError(f"expected 6 fields 'frame obj_id class_id img_h img_w rle', got {len(fields)}")
+            frame, obj_id, class_id, height, width = (
+                _int(v, k) for v, k in zip(fields[:5], ("frame", "obj_id", "class_id", "img_h", "img_w"))
+            )
+            check_rle(height, width, fields[5])
+        except ValueError as exc:
+            raise InputError(f"{path}:{lineno}: {exc}") from None
+        records.append(MotsRecord(frame, obj_id, class_id, height, width, fields[5]))
+    return records
+
+
+def read_mots_detections(path: Path | str) -> list[MotsDetection]:
+    """Read a MOTS detection file (``frame class_id score img_h img_w rle``)."""
+    records = []
+    for lineno, fields in _lines(Path(path)):
+        try:
+            if len(fields) != 6:
+                raise ValueError(f"expected 6 fields 'frame class_id score img_h img_w rle', got {len(fields)}")
+            frame, class_id = _int(fields[0], "frame"), _int(fields[1], "class_id")
+            try:
+                score = float(fields[2])
+            except ValueError:
+                raise ValueError(f"score must be a number, got {fields[2]!r}") from None
+            height, width = _int(fields[3], "img_h"), _int(fields[4], "img_w")
+            check_rle(height, width, fields[5])
+        except ValueError as exc:
+            raise InputError(f"{path}:{lineno}: {exc}") from None
+        records.append(MotsDetection(frame, class_id, score, height, width, fields[5]))
+    return records
+
+
+def format_mots_line(frame: int, obj_id: int, class_id: int, rle: dict) -> str:
+    """A result line; ``rle`` as from :meth:`CropMask.to_rle` (``size`` [h, w], ``counts`` str)."""
+    height, width = rle["size"]
+    counts = rle["counts"].decode("ascii") if isinstance(rle["counts"], bytes) else rle["counts"]
+    return f"{frame} {obj_id} {class_id} {height} {width} {counts}"
+
+
+def format_detection_line(frame: int, class_id: int, score: float, rle: dict) -> str:
+    """A detection line, the input format of ``maskwatch track`` and the replay segmenter."""
+    height, width = rle["size"]
+    counts = rle["counts"].decode("ascii") if isinstance(rle["counts"], bytes) else rle["counts"]
+    return f"{frame} {class_id} {score:.4f} {height} {width} {counts}"

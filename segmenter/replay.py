@@ -1,0 +1,112 @@
+"""Replay segmenter: serves precomputed masks, so any external segmenter can feed the tracker.
+
+Reads a MOTS detection txt (``frame class_id score img_h img_w rle``) or a COCO
+results JSON (``[{image_id, category_id, segmentation: {size, counts}, score}]``,
+``image_id`` being the frame number). Everything is validated when loaded, so a
+bad file fails before any tracking starts.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from pathlib import Path
+from typing import Literal, Sequence
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+
+from segmenter.detections import Detections
+from segmenter.errors import InputError
+from segmenter.masks import CropMask
+from segmenter.motsio import check_rle, read_mots_detections
+
+MOTS_CLASS_NAMES = {1: "car", 2: "pedestrian"}
+
+
+class ReplayConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    path: str = Field(..., description="MOTS detection txt or COCO results JSON.")
+    format: Literal["auto", "mots", "coco"] = Field("auto", description="auto: .json is COCO, anything else MOTS txt.")
+    first_frame: int = Field(1, description="Number of the first frame (MOTS20 counts from 1, KITTI MOTS from 0).")
+    class_names: dict[int, str] = Field(default_factory=lambda: dict(MOTS_CLASS_NAMES), description="Name per class id.")
+    score_threshold: float = Field(0.0, ge=0, le=1, description="Detections below this score are not served.")
+
+
+class ReplaySegmenter:
+    """Serves the stored detections of consecutive frames, starting at ``first_frame``."""
+
+    def __init__(self, config: ReplayConfig) -> None:
+        self.config = config
+        path = Path(config.path)
+        fmt = config.format if config.format != "auto" else ("coco" if path.suffix.lower() == ".json" else "mots")
+        rows = _load_coco(path) if fmt == "coco" else _load_mots(path)
+        self._by_frame: dict[int, list[tuple[int, float, int, int, str]]] = defaultdict(list)
+        for frame, class_id, score, height, width, rle in rows:
+            if score >= config.score_threshold:
+                self._by_frame[frame].append((class_id, score, height, width, rle))
+        sizes = {(h, w) for _, _, h, w, _ in rows}
+        if len(sizes) > 1:
+            raise InputError(f"{path}: detections have different image sizes {sorted(sizes)}")
+        self.image_size: tuple[int, int] | None = sizes.pop() if sizes else None
+        self.last_frame = max((r[0] for r in rows), default=config.first_frame - 1)
+        self.cursor = config.first_frame
+
+    def frame_count(self) -> int:
+        """Frames from ``first_frame`` to the last frame with a detection."""
+        return max(self.last_frame - self.config.first_frame + 1, 0)
+
+    def segment(self, frames: Sequence[np.ndarray | None]) -> list[Detections]:
+        """One ``Detections`` per frame; frames may be ``None`` when only masks are replayed."""
+        out = []
+        for image in frames:
+            size = self.image_size or (image.shape[:2] if image is not None else (0, 0))
+            if image is not None and self.image_size is not None and image.shape[:2] != self.image_size:
+                raise InputError(
+                    f"frame {self.cursor} is {image.shape[1]}x{image.shape[0]} but the replayed masks are "
+                    f"{self.image_size[1]}x{self.image_size[0]}"
+                )
+            rows = self._by_frame.get(self.cursor, [])
+            masks = [CropMask.from_rle({"size": [h, w], "counts": rle.encode("ascii")}) for _, _, h, w, rle in rows]
+            keep = [i for i, m in enumerate(masks) if m.area]
+            out.append(
+                Detections.from_masks(
+                    [masks[i] for i in keep],
+                    [rows[i][0] for i in keep],
+                    [rows[i][1] for i in keep],
+                    [self.config.class_names.get(rows[i][0], f"class_{rows[i][0]}") for i in keep],
+                    tuple(size),
+                )
+            )
+            self.cursor += 1
+        return out
+
+
+def _load_mots(path: Path) -> list[tuple[int, int, float, int, int, str]]:
+    return [(d.frame, d.class_id, d.score, d.height, d.width, d.rle) for d in read_mots_detections(path)]
+
+
+def _load_coco(path: Path) -> list[tuple[int, int, float, int, int, str]]:
+    if not path.is_file():
+        raise InputError(f"file not found: {path}")
+    try:
+        items = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise InputError(f"{path}: not valid JSON ({exc})") from None
+    if not isinstance(items, list):
+        raise InputError(f"{path}: COCO results must be a JSON list of detections")
+    rows = []
+    for index, item in enumerate(items):
+        try:
+            seg = item["segmentation"]
+            height, width = (int(v) for v in seg["size"])
+            counts = seg["counts"]
+            if not isinstance(counts, str):
+                raise ValueError("segmentation.counts must be a compressed RLE string")
+            check_rle(height, width, counts)
+            rows.append((int(item["image_id"]), int(item["category_id"]), float(item.get("score", 1.0)), height, width, counts))
+        except (KeyError, TypeError, ValueError) as exc:
+            what = f"missing field {exc}" if isinstance(exc, KeyError) else str(exc)
+            raise InputError(f"{path}: detection [{index}]: {what}") from None
+    return rows

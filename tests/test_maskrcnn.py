@@ -1,0 +1,197 @@
+"""Mask R-CNN segmenter on the CPU with untrained weights: contract, batching, checkpoints, errors.
+
+Untrained models still return detections with ``score_threshold=0`` and a fixed
+``max_detections``; images are 120x160 and resized to at most 160 px so each
+forward pass takes about a second on two cores.
+"""
+
+import pickle
+
+import numpy as np
+import pytest
+import torch
+from pydantic import ValidationError
+from torchvision.models.detection import MaskRCNN_ResNet50_FPN_V2_Weights, maskrcnn_resnet50_fpn, maskrcnn_resnet50_fpn_v2
+
+from segmenter.errors import InputError
+from segmenter.maskrcnn import MaskRCNNConfig, MaskRCNNSegmenter, crop_masks, resolve_device
+from segmenter.masks import CropMask, mask_iou
+
+SMALL = dict(min_size=128, max_size=160, score_threshold=0.0, max_detections=5)
+
+
+def small_config(**overrides) -> MaskRCNNConfig:
+    return MaskRCNNConfig(**{"weights": "none", **SMALL, **overrides})
+
+
+def drawn_image(seed: int = 0) -> np.ndarray:
+    """A 120x160 BGR frame: noise with a few filled shapes."""
+    rng = np.random.default_rng(seed)
+    image = rng.integers(0, 60, (120, 160, 3), dtype=np.uint8)
+    image[20:70, 15:60] = (40, 200, 40)
+    image[60:110, 90:150] = (30, 30, 220)
+    return image
+
+
+def untrained_state(builder, num_classes: int) -> dict:
+    """An untrained model whose classifier scores every foreground class alike.
+
+    All detections then tie in score, so the top ``max_detections`` mix classes
+    instead of repeating whichever class a random classifier happens to favour.
+    """
+    torch.manual_seed(1)
+    model = builder(weights=None, weights_backbone=None, num_classes=num_classes)
+    with torch.no_grad():
+        model.roi_heads.box_predictor.cls_score.weight.zero_()
+        model.roi_heads.box_predictor.cls_score.bias.copy_(torch.tensor([-5.0] + [0.0] * (num_classes - 1)))
+    return model.state_dict()
+
+
+@pytest.fixture(scope="module")
+def pills_checkpoint(tmp_path_factory):
+    """A checkpoint as ``maskwatch train`` writes it: two custom classes plus background."""
+    path = tmp_path_factory.mktemp("weights") / "pills.pth"
+    state = untrained_state(maskrcnn_resnet50_fpn_v2, 3)
+    torch.save({"model": state, "class_names": ["pill", "bottle"], "version": "v2"}, path)
+    return path, state
+
+
+@pytest.fixture(scope="module")
+def segmenter() -> MaskRCNNSegmenter:
+    torch.manual_seed(0)
+    return MaskRCNNSegmenter(small_config(batch_size=2))
+
+
+def test_detections_follow_the_contract(segmenter):
+    det = segmenter.segment([drawn_image()])[0]
+    assert det.image_size == (120, 160)
+    assert 0 < len(det) <= 5
+    assert det.boxes.dtype == np.float32 and det.boxes.shape == (len(det), 4)
+    assert det.scores.dtype == np.float32 and det.class_ids.dtype == np.int32
+    assert np.all(det.boxes[:, 2] > det.boxes[:, 0]) and np.all(det.boxes[:, 3] > det.boxes[:, 1])
+    for mask, box, cid, name in zip(det.masks, det.boxes, det.class_ids, det.class_names):
+        assert isinstance(mask, CropMask) and mask.crop.dtype == bool and mask.area > 0
+        assert 0 <= mask.x0 < mask.x1 <= 160 and 0 <= mask.y0 < mask.y1 <= 120
+        assert mask.crop[0].any() and mask.crop[-1].any() and mask.crop[:, 0].any() and mask.crop[:, -1].any()  # tight
+        assert isinstance(name, str) and name == segmenter.class_names[cid] and cid > 0
+        assert mask.x0 >= box[0] - 4 and mask.x1 <= box[2] + 4  # masks are pasted in (slightly grown) boxes
+
+
+def test_batches_give_one_result_per_frame_and_match_single_frames(segmenter):
+    frames = [drawn_image(0), drawn_image(1), drawn_image(2)]
+    batched = segmenter.segment(frames)  # batch_size=2: two forward passes
+    assert len(batched) == 3
+    alone = segmenter.segment([frames[2]])[0]
+    assert len(alone) == len(batched[2])
+    np.testing.assert_array_equal(alone.class_ids, batched[2].class_ids)
+    np.testing.assert_allclose(alone.boxes, batched[2].boxes, atol=0.05)  # float sums differ with batch size
+    np.testing.assert_allclose(alone.scores, batched[2].scores, atol=1e-4)
+    assert all(mask_iou(a, b) > 0.98 for a, b in zip(alone.masks, batched[2].masks))
+    assert segmenter.segment([]) == []
+
+
+def test_crop_masks_match_a_full_frame_reference():
+    rng = np.random.default_rng(0)
+    probs = torch.from_numpy(rng.random((4, 1, 30, 40), dtype=np.float32)) * 0.4  # all below 0.5
+    probs[0, 0, 5:12, 7:20] = 0.9
+    probs[1, 0, 0:30, 39] = 0.7
+    probs[2, 0, 10, 10] = 0.51
+    masks = crop_masks(probs, 0.5)
+    for mask, prob in zip(masks, probs[:, 0].numpy()):
+        np.testing.assert_array_equal(mask.to_full(30, 40), prob > 0.5)
+        reference = CropMask.from_full(prob > 0.5)
+        assert mask.window == reference.window and np.array_equal(mask.crop, reference.crop)
+    assert [m.area for m in masks] == [7 * 13, 30, 1, 0]
+    assert crop_masks(torch.zeros(0, 1, 30, 40), 0.5) == []
+
+
+def test_cpu_is_chosen_without_cuda(monkeypatch, segmenter):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert resolve_device("auto") == torch.device("cpu")
+    assert segmenter.device == torch.device("cpu") and next(segmenter.model.parameters()).device.type == "cpu"
+    with pytest.raises(InputError, match="CUDA is not available"):
+        resolve_device("cuda")
+
+
+def test_checkpoint_dict_with_class_names(pills_checkpoint):
+    path, state = pills_checkpoint
+    seg = MaskRCNNSegmenter(MaskRCNNConfig(weights=str(path), **SMALL))
+    assert seg.class_names == ["__background__", "pill", "bottle"]
+    for key, value in state.items():
+        assert torch.equal(seg.model.state_dict()[key], value), key
+    det = seg.segment([drawn_image()])[0]
+    assert len(det) == 5 and set(det.class_names) <= {"pill", "bottle"}
+    assert set(det.class_ids.tolist()) <= {1, 2}
+    renamed = MaskRCNNSegmenter(MaskRCNNConfig(weights=str(path), **SMALL, class_names=["a", "b"]))
+    assert renamed.class_names == ["__background__", "a", "b"]
+
+
+def test_class_filter_keeps_only_named_classes(pills_checkpoint):
+    path, _ = pills_checkpoint
+    image = drawn_image()
+    everything = MaskRCNNSegmenter(MaskRCNNConfig(weights=str(path), **SMALL)).segment([image])[0]
+    assert set(everything.class_names) == {"pill", "bottle"}  # both, so the filter has something to remove
+    only = MaskRCNNSegmenter(MaskRCNNConfig(weights=str(path), **SMALL, classes=["bottle"])).segment([image])[0]
+    expected = everything[everything.class_names == "bottle"]
+    assert 0 < len(only) < len(everything) and set(only.class_names) == {"bottle"}
+    np.testing.assert_array_equal(only.boxes, expected.boxes)
+    assert [m.window for m in only.masks] == [m.window for m in expected.masks]
+    with pytest.raises(InputError, match="unknown class 'person'.*known: pill, bottle"):
+        MaskRCNNSegmenter(MaskRCNNConfig(weights=str(path), **SMALL, classes=["bottle", "person"]))
+
+
+def test_bare_state_dict_of_v1_loads_and_wrong_version_is_reported(tmp_path):
+    path = tmp_path / "bare.pth"
+    state = untrained_state(maskrcnn_resnet50_fpn, 3)
+    # Checkpoints trained with frozen batch norm (torchvision's v1) carry no num_batches_tracked.
+    torch.save({k: v for k, v in state.items() if not k.endswith("num_batches_tracked")}, path)
+    seg = MaskRCNNSegmenter(MaskRCNNConfig(weights=str(path), version="v1", **SMALL))
+    assert seg.class_names == ["__background__", "class_1", "class_2"]
+    assert len(seg.segment([drawn_image()])[0]) > 0
+    with pytest.raises(InputError, match="not a Mask R-CNN v2 checkpoint.*version: v1"):
+        MaskRCNNSegmenter(MaskRCNNConfig(weights=str(path), version="v2", **SMALL))
+
+
+def test_files_that_are_not_checkpoints_are_input_errors(tmp_path):
+    text = tmp_path / "notes.pth"
+    text.write_text("these are not weights\n")
+    foreign = tmp_path / "foreign.pth"
+    foreign.write_bytes(pickle.dumps({"a": 1, "b": [1, 2, 3]}))
+    hostile = tmp_path / "hostile.pth"
+    hostile.write_bytes(pickle.dumps(np.arange(3)))  # needs a global: refused by weights_only loading
+    for path in (text, foreign, hostile):
+        with pytest.raises(InputError, match=f"{path} is not a Mask R-CNN checkpoint"):
+            MaskRCNNSegmenter(MaskRCNNConfig(weights=str(path)))
+    missing = tmp_path / "nope.pth"
+    with pytest.raises(InputError, match=f"weights not found: {missing}"):
+        MaskRCNNSegmenter(MaskRCNNConfig(weights=str(missing)))
+
+
+def test_coco_weights_that_cannot_be_fetched_name_both_options(monkeypatch):
+    def offline(*args, **kwargs):
+        raise OSError("<urlopen error [Errno -3] Temporary failure in name resolution>")
+
+    monkeypatch.setattr(MaskRCNN_ResNet50_FPN_V2_Weights, "get_state_dict", offline)
+    with pytest.raises(InputError) as info:
+        MaskRCNNSegmenter(MaskRCNNConfig(**SMALL))
+    message = str(info.value)
+    assert "internet" in message and "weights: path/to/model.pth" in message and "\n" not in message
+
+
+def test_config_rejects_bad_values():
+    for bad in (
+        {"score_threshold": 1.5},
+        {"device": "gpu"},
+        {"min_size": 900, "max_size": 800},
+        {"num_classes": 3},  # only meaningful for weights: none
+        {"classes": []},
+        {"batch_size": 0},
+        {"unknown": 1},
+    ):
+        with pytest.raises(ValidationError):
+            MaskRCNNConfig(**bad)
+    config = MaskRCNNConfig(weights="none", num_classes=3)
+    with pytest.raises(ValidationError):
+        config.weights = "model.pth"  # assignments (the CLI's --weights) are validated too
+    with pytest.raises(InputError, match="has 4 names but the model has 2 classes"):
+        MaskRCNNSegmenter(small_config(num_classes=3, class_names=["a", "b", "c", "d"]))
