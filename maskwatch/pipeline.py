@@ -38,14 +38,20 @@ def build_segmenter(section: SegmenterSection) -> Segmenter:
 
 
 def _batches(frames: Iterator[Frame], size: int, limit: int | None) -> Iterator[list[Frame]]:
+    """Groups of ``size`` frames; a read error first hands over the frames read before it."""
     batch: list[Frame] = []
-    for frame in frames:
-        if limit is not None and frame.index >= limit:
-            break
-        batch.append(frame)
-        if len(batch) == size:
+    try:
+        for frame in frames:
+            if limit is not None and frame.index >= limit:
+                break
+            batch.append(frame)
+            if len(batch) == size:
+                yield batch
+                batch = []
+    except InputError:
+        if batch:
             yield batch
-            batch = []
+        raise
     if batch:
         yield batch
 

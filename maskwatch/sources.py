@@ -6,6 +6,10 @@ so the CLI can report it in one line.
 
 from __future__ import annotations
 
+import os
+
+os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")  # FFmpeg's own stderr chatter; errors are ours to report
+
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator

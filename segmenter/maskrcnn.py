@@ -18,8 +18,9 @@ another segmenter must not cost the two seconds of importing torch.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, Sequence
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 from pydantic import BaseModel, Field, field_validator, model_validator
@@ -60,9 +61,7 @@ class MaskRCNNConfig(BaseModel, extra="forbid", validate_assignment=True):
     classes: list[str] | None = Field(
         None, min_length=1, description="Keep only these class names (all classes when unset)."
     )
-    max_detections: int = Field(
-        100, ge=1, description="Most detections per frame, counted before the class filter."
-    )
+    max_detections: int = Field(100, ge=1, description="Most detections per frame, counted before the class filter.")
     min_size: int = Field(800, ge=32, description="Frames are resized so the short side is this many pixels...")
     max_size: int = Field(1333, ge=32, description="...unless the long side would then exceed this.")
     batch_size: int = Field(4, ge=1, description="Frames per forward pass.")
@@ -84,11 +83,13 @@ class MaskRCNNConfig(BaseModel, extra="forbid", validate_assignment=True):
         return value
 
     @model_validator(mode="after")
-    def _consistent(self) -> "MaskRCNNConfig":
+    def _consistent(self) -> MaskRCNNConfig:
         if self.max_size < self.min_size:
             raise ValueError(f"max_size ({self.max_size}) must not be smaller than min_size ({self.min_size})")
         if self.num_classes is not None and self.weights.lower() != "none":
-            raise ValueError("num_classes applies only to weights: none (COCO weights and checkpoints define their own)")
+            raise ValueError(
+                "num_classes applies only to weights: none (COCO weights and checkpoints define their own)"
+            )
         return self
 
 
@@ -114,7 +115,9 @@ class MaskRCNNSegmenter:
     def segment(self, frames: Sequence[np.ndarray]) -> list[Detections]:
         """One :class:`Detections` per BGR uint8 frame, run ``batch_size`` frames at a time."""
         size = self.config.batch_size
-        return [det for start in range(0, len(frames), size) for det in self._segment_batch(frames[start : start + size])]
+        return [
+            det for start in range(0, len(frames), size) for det in self._segment_batch(frames[start : start + size])
+        ]
 
     def _segment_batch(self, frames: Sequence[np.ndarray]) -> list[Detections]:
         import torch
@@ -126,16 +129,19 @@ class MaskRCNNSegmenter:
             return [self._detections(out, frame.shape[:2]) for out, frame in zip(outputs, frames)]
 
     def _detections(self, output: dict[str, torch.Tensor], image_size: tuple[int, int]) -> Detections:
-        labels = output["labels"]
-        keep = self._keep[labels] if self._keep is not None else slice(None)
+        keep = self._keep[output["labels"]] if self._keep is not None else slice(None)
         masks = crop_masks(output["masks"][keep], self.config.mask_threshold)
         nonempty = np.array([m.area > 0 for m in masks], dtype=bool)
-        labels = labels[keep].cpu().numpy()[nonempty]
+
+        def kept(values: torch.Tensor) -> np.ndarray:
+            return values[keep].cpu().numpy()[nonempty]
+
+        labels = kept(output["labels"])
         return Detections(
-            boxes=output["boxes"][keep].float().cpu().numpy()[nonempty],
+            boxes=kept(output["boxes"].float()),
             masks=[m for m, ok in zip(masks, nonempty) if ok],
             class_ids=labels,
-            scores=output["scores"][keep].float().cpu().numpy()[nonempty],
+            scores=kept(output["scores"].float()),
             class_names=self._names[labels],
             image_size=(int(image_size[0]), int(image_size[1])),
         )
@@ -177,9 +183,10 @@ def build_model(config: MaskRCNNConfig) -> tuple[MaskRCNN, list[str]]:
         names = _default_names(num_classes)
     else:
         state, names, version = read_checkpoint(Path(weights))
+        version = version or config.version
         num_classes = state[CLS_SCORE_KEY].shape[0]
-        model = _architecture(version or config.version)[0](weights=None, num_classes=num_classes, **settings)
-        _load_state(model, state, weights, version or config.version)
+        model = _architecture(version)[0](weights=None, num_classes=num_classes, **settings)
+        _load_state(model, state, weights, version)
         names = names or _default_names(num_classes)
     num_classes = model.roi_heads.box_predictor.cls_score.out_features
     if config.class_names:
@@ -200,7 +207,7 @@ def read_checkpoint(path: Path) -> tuple[dict[str, torch.Tensor], list[str] | No
             f"Mask R-CNN weights not found: {path} (segmenter.maskrcnn.weights takes a .pth checkpoint, "
             "DEFAULT for torchvision's COCO weights, or none)"
         )
-    expected = "a state_dict or {'model': state_dict, 'class_names': [...], 'version': 'v2'}"
+    expected = "expected torch.save of a state_dict or of {'model': state_dict, 'class_names': [...], 'version': 'v2'}"
     try:
         data = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # text, a foreign pickle, a truncated zip: all mean "not a checkpoint"
@@ -252,9 +259,7 @@ def crop_masks(probs: torch.Tensor, threshold: float) -> list[CropMask]:
     flat = torch.cat(pieces).cpu().numpy()
     sizes = (bounds[:, 2] - bounds[:, 0]) * (bounds[:, 3] - bounds[:, 1])
     crops = np.split(flat, np.cumsum(sizes)[:-1])
-    return [
-        CropMask(crop.reshape(y1 - y0, x1 - x0), int(x0), int(y0)) for crop, (x0, y0, x1, y1) in zip(crops, bounds)
-    ]
+    return [CropMask(crop.reshape(y1 - y0, x1 - x0), int(x0), int(y0)) for crop, (x0, y0, x1, y1) in zip(crops, bounds)]
 
 
 def _architecture(version: str) -> tuple[Any, Any]:

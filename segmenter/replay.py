@@ -46,11 +46,11 @@ class ReplaySegmenter:
         for frame, class_id, score, height, width, rle in rows:
             if score >= config.score_threshold:
                 self._by_frame[frame].append((class_id, score, height, width, rle))
-        sizes = {(h, w) for _, _, h, w, _ in rows}
+        sizes = {(row[3], row[4]) for row in rows}
         if len(sizes) > 1:
             raise InputError(f"{path}: detections have different image sizes {sorted(sizes)}")
         self.image_size: tuple[int, int] | None = sizes.pop() if sizes else None
-        self.last_frame = max((r[0] for r in rows), default=config.first_frame - 1)
+        self.last_frame = max((row[0] for row in rows), default=config.first_frame - 1)
         self.cursor = config.first_frame
 
     def frame_count(self) -> int:

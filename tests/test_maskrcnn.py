@@ -11,13 +11,17 @@ import numpy as np
 import pytest
 import torch
 from pydantic import ValidationError
-from torchvision.models.detection import MaskRCNN_ResNet50_FPN_V2_Weights, maskrcnn_resnet50_fpn, maskrcnn_resnet50_fpn_v2
+from torchvision.models.detection import (
+    MaskRCNN_ResNet50_FPN_V2_Weights,
+    maskrcnn_resnet50_fpn,
+    maskrcnn_resnet50_fpn_v2,
+)
 
 from segmenter.errors import InputError
 from segmenter.maskrcnn import MaskRCNNConfig, MaskRCNNSegmenter, crop_masks, resolve_device
 from segmenter.masks import CropMask, mask_iou
 
-SMALL = dict(min_size=128, max_size=160, score_threshold=0.0, max_detections=5)
+SMALL = {"min_size": 128, "max_size": 160, "score_threshold": 0.0, "max_detections": 5}
 
 
 def small_config(**overrides) -> MaskRCNNConfig:
@@ -34,16 +38,19 @@ def drawn_image(seed: int = 0) -> np.ndarray:
 
 
 def untrained_state(builder, num_classes: int) -> dict:
-    """An untrained model whose classifier scores every foreground class alike.
+    """An untrained model whose classifier scores every foreground class alike and whose masks fill their boxes.
 
     All detections then tie in score, so the top ``max_detections`` mix classes
-    instead of repeating whichever class a random classifier happens to favour.
+    instead of repeating whichever class a random classifier happens to favour,
+    and none is dropped for an empty mask.
     """
     torch.manual_seed(1)
     model = builder(weights=None, weights_backbone=None, num_classes=num_classes)
     with torch.no_grad():
         model.roi_heads.box_predictor.cls_score.weight.zero_()
         model.roi_heads.box_predictor.cls_score.bias.copy_(torch.tensor([-5.0] + [0.0] * (num_classes - 1)))
+        model.roi_heads.mask_predictor.mask_fcn_logits.weight.zero_()
+        model.roi_heads.mask_predictor.mask_fcn_logits.bias.fill_(5.0)
     return model.state_dict()
 
 
@@ -74,7 +81,10 @@ def test_detections_follow_the_contract(segmenter):
         assert 0 <= mask.x0 < mask.x1 <= 160 and 0 <= mask.y0 < mask.y1 <= 120
         assert mask.crop[0].any() and mask.crop[-1].any() and mask.crop[:, 0].any() and mask.crop[:, -1].any()  # tight
         assert isinstance(name, str) and name == segmenter.class_names[cid] and cid > 0
-        assert mask.x0 >= box[0] - 4 and mask.x1 <= box[2] + 4  # masks are pasted in (slightly grown) boxes
+        # masks are pasted into their boxes grown by 1/28 of a side (torchvision's 28x28 mask + 1 px padding)
+        pad_x, pad_y = (box[2] - box[0]) / 28 + 1, (box[3] - box[1]) / 28 + 1
+        assert box[0] - pad_x <= mask.x0 and mask.x1 <= box[2] + pad_x
+        assert box[1] - pad_y <= mask.y0 and mask.y1 <= box[3] + pad_y
 
 
 def test_batches_give_one_result_per_frame_and_match_single_frames(segmenter):
@@ -156,10 +166,12 @@ def test_files_that_are_not_checkpoints_are_input_errors(tmp_path):
     text = tmp_path / "notes.pth"
     text.write_text("these are not weights\n")
     foreign = tmp_path / "foreign.pth"
-    foreign.write_bytes(pickle.dumps({"a": 1, "b": [1, 2, 3]}))
+    foreign.write_bytes(pickle.dumps({"a": 1, "b": [1, 2, 3]}, protocol=2))
     hostile = tmp_path / "hostile.pth"
-    hostile.write_bytes(pickle.dumps(np.arange(3)))  # needs a global: refused by weights_only loading
-    for path in (text, foreign, hostile):
+    hostile.write_bytes(pickle.dumps(np.arange(3), protocol=2))  # needs a global: refused by weights_only loading
+    unrelated = tmp_path / "optimizer.pth"
+    torch.save({"epoch": 3, "lr": torch.tensor(0.1)}, unrelated)  # readable, but no Mask R-CNN weights
+    for path in (text, foreign, hostile, unrelated):
         with pytest.raises(InputError, match=f"{path} is not a Mask R-CNN checkpoint"):
             MaskRCNNSegmenter(MaskRCNNConfig(weights=str(path)))
     missing = tmp_path / "nope.pth"

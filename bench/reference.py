@@ -1,0 +1,77 @@
+"""Reference trackers and inputs shared by the quality tests and benchmarks.
+
+ByteTrack (Roboflow ``trackers``) tracks boxes; its output is turned into MOTS
+by giving each tracked box its detection's mask, so both trackers are scored
+on exactly the same masks and differ only in association.
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+from segmenter.detections import Detections
+from segmenter.motsio import format_detection_line, format_mots_line, read_mots
+from segmenter.noise import NoiseModel
+from tracker.mots_output import resolve_overlaps
+
+
+def gt_frames(gt_path: Path, classes: tuple[int, ...] = (1, 2)) -> tuple[list[Detections], int]:
+    """Ground-truth masks per frame as Detections (score 1), ignore regions dropped; and the first frame number."""
+    records = [r for r in read_mots(gt_path) if r.class_id in classes]
+    first = 0 if any(r.frame == 0 for r in records) else 1
+    last = max(r.frame for r in records)
+    size = (records[0].height, records[0].width)
+    by_frame: dict[int, list] = {}
+    for r in records:
+        by_frame.setdefault(r.frame, []).append(r)
+    frames = []
+    for f in range(first, last + 1):
+        rows = by_frame.get(f, [])
+        frames.append(Detections.from_masks([r.mask() for r in rows], [r.class_id for r in rows], [1.0] * len(rows),
+                                            [str(r.class_id) for r in rows], size))
+    return frames, first
+
+
+def write_detections(frames: list[Detections], first: int, path: Path) -> None:
+    """MOTS detection txt (``frame class_id score img_h img_w rle``), the input of ``maskwatch track``."""
+    with path.open("w") as handle:
+        for index, det in enumerate(frames):
+            h, w = det.image_size
+            for mask, cls, score in zip(det.masks, det.class_ids, det.scores):
+                handle.write(format_detection_line(first + index, int(cls), float(score), mask.to_rle(h, w)) + "\n")
+
+
+def noisy_detections(gt_path: Path, out: Path, noise: NoiseModel) -> int:
+    """Write ``noise`` applied to the ground truth as a detection file; returns the first frame number."""
+    frames, first = gt_frames(gt_path)
+    write_detections(noise.apply(frames), first, out)
+    return first
+
+
+def bytetrack_mots(det_path: Path, out: Path, fps: float) -> None:
+    """Track a MOTS detection file with ByteTrack (boxes) and write MOTS results with the detections' masks."""
+    import supervision as sv
+    from trackers import ByteTrackTracker
+
+    from segmenter.replay import ReplayConfig, ReplaySegmenter
+
+    first = 0 if any(line.startswith("0 ") for line in det_path.open()) else 1
+    replay = ReplaySegmenter(ReplayConfig(path=str(det_path), first_frame=first))
+    tracker = ByteTrackTracker(frame_rate=fps)
+    h, w = replay.image_size
+    with out.open("w") as handle, warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for index in range(replay.frame_count()):
+            det = replay.segment([None])[0]
+            boxes = sv.Detections(xyxy=det.boxes.reshape(-1, 4), confidence=det.scores, class_id=det.class_ids,
+                                  data={"index": np.arange(len(det))})
+            tracked = tracker.update(boxes)
+            keep = tracked.tracker_id >= 0
+            rows = tracked.data["index"][keep]
+            masks = resolve_overlaps([det.masks[i] for i in rows], [float(det.scores[i]) for i in rows])
+            for track_id, i, mask in zip(tracked.tracker_id[keep], rows, masks):
+                if mask.area:
+                    handle.write(format_mots_line(first + index, int(track_id), int(det.class_ids[i]), mask.to_rle(h, w)) + "\n")

@@ -1,0 +1,92 @@
+"""Bad input through the real command line: one error line, exit code 2, no traceback."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+
+def maskwatch(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "maskwatch", *args], capture_output=True, text=True, cwd=cwd, timeout=300)
+
+
+def assert_one_line_error(result: subprocess.CompletedProcess, *fragments: str) -> None:
+    assert result.returncode == 2, result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert "Traceback" not in result.stderr
+    assert len(lines) == 1, result.stderr
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+
+
+def test_missing_video(tmp_path):
+    assert_one_line_error(maskwatch("run", str(tmp_path / "nope.mp4"), "--segmenter", "motion", "--out", str(tmp_path / "o")), "nope.mp4", "not found")
+
+
+def test_corrupt_video(tmp_path):
+    bad = tmp_path / "broken.mp4"
+    bad.write_bytes(b"\x00\x00\x00\x18ftypmp42" + bytes(range(256)) * 20)
+    assert_one_line_error(maskwatch("run", str(bad), "--segmenter", "motion", "--out", str(tmp_path / "o")), "broken.mp4")
+
+
+def test_empty_image_folder(tmp_path):
+    (tmp_path / "imgs").mkdir()
+    assert_one_line_error(maskwatch("run", str(tmp_path / "imgs"), "--segmenter", "motion", "--out", str(tmp_path / "o")), "no images")
+
+
+def test_corrupt_image_in_folder_keeps_earlier_results(tmp_path):
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(12):
+        cv2.imwrite(str(folder / f"{i:03d}.png"), rng.integers(0, 255, (64, 80, 3), dtype=np.uint8))
+    (folder / "012.png").write_bytes(b"not a png")
+    out = tmp_path / "o"
+    assert_one_line_error(maskwatch("run", str(folder), "--segmenter", "motion", "--out", str(out)), "012.png", "12 frames kept")
+    assert (out / "summary.json").is_file() and (out / "observations.csv").is_file()
+
+
+def test_malformed_detection_line_reports_file_and_line(tmp_path):
+    det = tmp_path / "det.txt"
+    det.write_text("1 2 0.9 4 4 `0\n2 2 0.9 4 4 notrle\n")  # line 1: an empty 4x4 mask, valid
+    assert_one_line_error(maskwatch("track", str(det), "--out", str(tmp_path / "t.txt")), "det.txt:2")
+
+
+def test_invalid_config_key_and_value_are_named(tmp_path):
+    cfg = tmp_path / "site.yaml"
+    cfg.write_text("tracker:\n  min_hits: 0\n  colour: red\n")
+    result = maskwatch("run", "whatever.mp4", "--config", str(cfg))
+    assert_one_line_error(result, "tracker.min_hits", "tracker.colour", "unknown key")
+
+
+def test_unknown_segmenter_in_config(tmp_path):
+    cfg = tmp_path / "site.yaml"
+    cfg.write_text("segmenter:\n  name: yolo\n")
+    assert_one_line_error(maskwatch("run", "x.mp4", "--config", str(cfg)), "segmenter.name")
+
+
+def test_unknown_segmenter_on_command_line(tmp_path):
+    result = maskwatch("run", "x.mp4", "--segmenter", "yolo")
+    assert result.returncode == 2 and "Traceback" not in result.stderr and "yolo" in result.stderr
+
+
+def test_weights_file_that_is_not_a_checkpoint(tmp_path):
+    video = tmp_path / "v.avi"
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 5, (64, 48))
+    for _ in range(3):
+        writer.write(np.zeros((48, 64, 3), np.uint8))
+    writer.release()
+    weights = tmp_path / "model.pth"
+    weights.write_text("these are not weights")
+    result = maskwatch("run", str(video), "--weights", str(weights), "--out", str(tmp_path / "o"))
+    assert_one_line_error(result, "model.pth", "checkpoint")
+
+
+def test_debug_shows_the_traceback(tmp_path):
+    result = maskwatch("--debug", "run", str(tmp_path / "nope.mp4"), "--segmenter", "motion")
+    assert result.returncode != 0 and "Traceback" in result.stderr
