@@ -64,6 +64,7 @@ def run(
     config: Optional[Path] = typer.Option(None, "--config", "-c", help="Site YAML config."),
     segmenter: Optional[SegmenterChoice] = typer.Option(None, "--segmenter", help="Override segmenter.name."),
     weights: Optional[str] = typer.Option(None, "--weights", help="Mask R-CNN checkpoint (.pth) or DEFAULT."),
+    detections: Optional[Path] = typer.Option(None, "--detections", help="Masks to replay (MOTS txt or COCO JSON); implies --segmenter replay."),
     out: Path = typer.Option(Path("out"), "--out", "-o", help="Output folder."),
     render: bool = typer.Option(False, "--render", help="Also write annotated.mp4."),
     max_frames: Optional[int] = typer.Option(None, "--max-frames", min=1, help="Stop after this many frames."),
@@ -77,6 +78,11 @@ def run(
         cfg.segmenter.name = segmenter.value
     if weights is not None:
         cfg.segmenter.maskrcnn.weights = weights
+    if detections is not None:
+        from segmenter.replay import ReplayConfig
+
+        first = (cfg.segmenter.replay.first_frame if cfg.segmenter.replay else 1)
+        cfg.segmenter.name, cfg.segmenter.replay = "replay", ReplayConfig(path=str(detections), first_frame=first)
     summary = run_pipeline(source, cfg, out, render=render, max_frames=max_frames, console=err_console)
     print_summary(summary)
 

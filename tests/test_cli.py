@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -90,3 +91,45 @@ def test_weights_file_that_is_not_a_checkpoint(tmp_path):
 def test_debug_shows_the_traceback(tmp_path):
     result = maskwatch("--debug", "run", str(tmp_path / "nope.mp4"), "--segmenter", "motion")
     assert result.returncode != 0 and "Traceback" in result.stderr
+
+
+def test_track_and_eval_commands_with_tracker_config(tmp_path):
+    from maskwatch.synthetic import render_scene
+
+    truth = render_scene(tmp_path / "scene.mp4")
+    gt = tmp_path / "gt.txt"
+    truth.write_mots(gt)
+    det = tmp_path / "det.txt"
+    det.write_text("".join(f"{f} {c} 0.9 {h} {w} {r}\n" for f, _, c, h, w, r in (l.split(" ") for l in gt.read_text().splitlines())))
+    true_ids = len({line.split(" ")[1] for line in gt.read_text().splitlines()})
+    cfg = tmp_path / "tracker.yaml"
+    out = tmp_path / "tracks.txt"
+    ids = {}
+    for min_hits in (2, 500):  # 500 matched frames cannot happen in 170: the config must reach the tracker
+        cfg.write_text(f"tracker:\n  min_hits: {min_hits}\n  lost_seconds: 3.0\n")
+        result = maskwatch("track", str(det), "--out", str(out), "--fps", "10", "--config", str(cfg))
+        assert result.returncode == 0, result.stderr
+        ids[min_hits] = len({line.split(" ")[1] for line in out.read_text().splitlines()})
+    assert ids[500] == 0 and true_ids <= ids[2] <= true_ids + 1
+    cfg.write_text("min_hits: 2\n")  # bare keys work too
+    assert maskwatch("track", str(det), "--out", str(out), "--fps", "10", "--config", str(cfg)).returncode == 0
+    result = maskwatch("eval", "--gt", str(gt), "--pred", str(out), "--json")
+    assert result.returncode == 0, result.stderr
+    metrics = json.loads(result.stdout)
+    assert metrics["IDSW"] == 0 and metrics["HOTA"] > 90  # the person (pedestrian class) from its own masks
+
+
+def test_run_replays_precomputed_masks(tmp_path):
+    from maskwatch.synthetic import render_scene
+
+    truth = render_scene(tmp_path / "scene.mp4", frames=60)
+    gt = tmp_path / "gt.txt"
+    truth.write_mots(gt)
+    det = tmp_path / "det.txt"
+    det.write_text("".join(f"{f} {c} 0.9 {h} {w} {r}\n" for f, _, c, h, w, r in (l.split(" ") for l in gt.read_text().splitlines())))
+    out = tmp_path / "o"
+    result = maskwatch("run", str(tmp_path / "scene.mp4"), "--detections", str(det), "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["segmenter"] == "replay" and summary["frames"] == 60
+    assert sum(summary["counts_per_class"].values()) == len({l.split(" ")[1] for l in gt.read_text().splitlines()})
