@@ -69,6 +69,8 @@ def bytetrack_mots(det_path: Path, out: Path, fps: float) -> None:
             boxes = sv.Detections(xyxy=det.boxes.reshape(-1, 4), confidence=det.scores, class_id=det.class_ids,
                                   data={"index": np.arange(len(det))})
             tracked = tracker.update(boxes)
+            if len(tracked) == 0:
+                continue
             keep = tracked.tracker_id >= 0
             rows = tracked.data["index"][keep]
             masks = resolve_overlaps([det.masks[i] for i in rows], [float(det.scores[i]) for i in rows])
