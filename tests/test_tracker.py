@@ -139,3 +139,22 @@ def test_mots_lines_are_disjoint_and_decodable():
 def test_config_rejects_inverted_scores():
     with pytest.raises(ValueError, match="low_score"):
         TrackerConfig(low_score=0.8, high_score=0.5)
+
+
+def test_lost_track_cannot_take_a_detection_from_a_track_seen_last_frame():
+    tracker = MaskTracker(TrackerConfig(min_hits=1, lost_seconds=2.0), fps=10)
+    tracker.update(dets([disc(60, 50, 20), disc(100, 50, 20)]))  # ids 1 and 2, touching
+    tracker.update(dets([disc(62, 50, 20)]))  # 2 goes lost, predicted where it was, x=100
+    # one detection between them: IoU ~0.25 with track 1's prediction, ~0.35 with lost track 2's;
+    # a joint assignment would give it to 2, the track seen last frame chooses first
+    r = tracker.update(dets([disc(83, 50, 20)]))
+    assert [o.track_id for o in r.tracks] == [1]
+
+
+def test_track_predicted_out_of_the_image_is_removed_at_once():
+    tracker = MaskTracker(TrackerConfig(min_hits=1, lost_seconds=5.0), fps=10)
+    for f in range(6):
+        tracker.update(dets([disc(W - 40 + 8 * f, 60, 8)] if W - 40 + 8 * f < W - 8 else []))
+    for _ in range(3):
+        r = tracker.update(dets([]))
+    assert tracker.active == []

@@ -3,8 +3,8 @@
 One ``update`` per frame, read top to bottom (as in SORT):
 
 1. predict every track's box and carry its last mask to the predicted box;
-2. match high-score detections to confirmed and lost tracks;
-3. match low-score detections to the confirmed tracks still unmatched
+2. match high-score detections to confirmed tracks, then to lost ones;
+3. match low-score detections to the tracks still unmatched
    (ByteTrack's idea: a partly occluded object scores low but is still there);
 4. match the remaining high-score detections to tentative tracks;
 5. rescue: match what is left of both by buffered box IoU, for small or
@@ -102,24 +102,24 @@ class MaskTracker:
         high = np.flatnonzero(detections.scores >= cfg.high_score)
         low = np.flatnonzero((detections.scores >= cfg.low_score) & (detections.scores < cfg.high_score))
 
-        established = [t for t in self._tracks if t.state in (TrackState.CONFIRMED, TrackState.LOST)]
+        confirmed = [t for t in self._tracks if t.state is TrackState.CONFIRMED]
+        lost = [t for t in self._tracks if t.state is TrackState.LOST]
         tentative = [t for t in self._tracks if t.state is TrackState.TENTATIVE]
 
-        matched, rest_tracks, rest_high = self._match(established, detections, high, cfg.match_iou)
-        alive = [t for t in rest_tracks if t.state is TrackState.CONFIRMED]
-        matched_low, _, _ = self._match(alive, detections, low, cfg.low_match_iou)
-        taken = {id(t) for t, _ in matched_low}
-        rest_tracks = [t for t in rest_tracks if id(t) not in taken]
+        # tracks seen last frame choose first, so a lost track cannot take a detection from them
+        matched, alive, rest_high = self._match(confirmed, detections, high, cfg.match_iou)
+        matched_lost, rest_lost, rest_high = self._match(lost, detections, rest_high, cfg.match_iou)
+        matched_low, rest_tracks, _ = self._match(alive + rest_lost, detections, low, cfg.low_match_iou)
         matched_tent, rest_tent, rest_high = self._match(tentative, detections, rest_high, cfg.tentative_match_iou)
         matched_rescue, _, rest_high = self._match(rest_tracks + rest_tent, detections, rest_high, cfg.rescue_iou, rescue=True)
 
         result = FrameTracks(self.frame, [])
-        for track, det in matched + matched_low + matched_tent + matched_rescue:
+        for track, det in matched + matched_lost + matched_low + matched_tent + matched_rescue:
             self._apply_match(track, detections, det, result)
         for det in rest_high:
             if detections.scores[det] >= cfg.new_track_score:
                 self._start(detections, det, result)
-        self._age(result)
+        self._age(result, detections.image_size)
         return result
 
     def _match(
@@ -174,8 +174,12 @@ class MaskTracker:
             result.tracks.append(self._observe(track, self.frame, mask, track.score))
         self._tracks.append(track)
 
-    def _age(self, result: FrameTracks) -> None:
-        """Unmatched tentative tracks die at once; confirmed ones go lost, then removed."""
+    def _age(self, result: FrameTracks, image_size: tuple[int, int]) -> None:
+        """Unmatched tentative tracks die at once; confirmed ones go lost, then removed.
+
+        A lost track predicted to have left the image is removed at once: kept, it
+        would wait at the border and take the next object that enters there.
+        """
         survivors = []
         for track in self._tracks:
             misses = self.frame - track.last_frame
@@ -183,7 +187,7 @@ class MaskTracker:
                 survivors.append(track)
             elif track.state is TrackState.TENTATIVE:
                 track.state = TrackState.REMOVED
-            elif misses > self.max_misses:
+            elif misses > self.max_misses or _left_image(track.predicted, image_size):
                 track.state = TrackState.REMOVED
                 result.removed_ids.append(track.track_id)
             else:
@@ -224,3 +228,11 @@ def _predict_mask(track: _Track) -> CropMask:
     """Advance the track's Kalman filter and carry its last mask onto the predicted box."""
     x0, y0, x1, y1 = track.kalman.predict()
     return track.mask.moved(round(x0), round(y0), round(x1 - x0), round(y1 - y0))
+
+
+def _left_image(mask: CropMask, image_size: tuple[int, int]) -> bool:
+    """Less than half of the predicted mask's window is inside the image."""
+    height, width = image_size
+    x0, y0, x1, y1 = mask.window
+    inside = max(min(x1, width) - max(x0, 0), 0) * max(min(y1, height) - max(y0, 0), 0)
+    return inside < 0.5 * max((x1 - x0) * (y1 - y0), 1)
