@@ -127,7 +127,7 @@ def run_pipeline(
     except InputError as exc:  # e.g. a corrupt image mid-folder: keep what was done, then report
         error = str(exc)
     finally:
-        flush(frames_done)
+        flush(frames_done - 1)  # a frame interrupted mid-way is not counted, so not written either
         outputs.write_events(zones.close(max(frames_done - 1, 0)))
         if renderer is not None:
             renderer.close()

@@ -45,10 +45,10 @@ def test_run_recovers_true_object_count_per_class(scene, run_output):
     _, truth, _ = scene
     out, stdout = run_output
     summary = json.loads((out / "summary.json").read_text())
-    assert truth.counts_per_class() == {"bottle": 6, "person": 1}
+    assert truth.counts_per_class() == {"bottle": 8, "person": 1}
     assert summary["counts_per_class"] == truth.counts_per_class()
-    assert summary["objects_tracked"] == 7 and summary["interrupted"] is False
-    assert "bottle: 6" in stdout and "person: 1" in stdout
+    assert summary["objects_tracked"] == 9 and summary["interrupted"] is False
+    assert "bottle: 8" in stdout and "person: 1" in stdout
 
 
 def test_outputs_are_complete_and_consistent(scene, run_output):
