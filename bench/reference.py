@@ -35,6 +35,14 @@ def gt_frames(gt_path: Path, classes: tuple[int, ...] = (1, 2)) -> tuple[list[De
     return frames, first
 
 
+def gt_as_detections(gt_path: Path, out: Path, score: float = 1.0, classes: tuple[int, ...] = (1, 2)) -> None:
+    """The ground truth itself as a detection file (masks byte-identical, one score), ignore regions dropped."""
+    with out.open("w") as handle:
+        for r in read_mots(gt_path):
+            if r.class_id in classes:
+                handle.write(f"{r.frame} {r.class_id} {score} {r.height} {r.width} {r.rle}\n")
+
+
 def write_detections(frames: list[Detections], first: int, path: Path) -> None:
     """MOTS detection txt (``frame class_id score img_h img_w rle``), the input of ``maskwatch track``."""
     with path.open("w") as handle:

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-import pytest
+
+from bench.reference import gt_as_detections
 
 
 def maskwatch(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
@@ -100,7 +101,7 @@ def test_track_and_eval_commands_with_tracker_config(tmp_path):
     gt = tmp_path / "gt.txt"
     truth.write_mots(gt)
     det = tmp_path / "det.txt"
-    det.write_text("".join(f"{f} {c} 0.9 {h} {w} {r}\n" for f, _, c, h, w, r in (l.split(" ") for l in gt.read_text().splitlines())))
+    gt_as_detections(gt, det, score=0.9)
     true_ids = len({line.split(" ")[1] for line in gt.read_text().splitlines()})
     cfg = tmp_path / "tracker.yaml"
     out = tmp_path / "tracks.txt"
@@ -126,10 +127,10 @@ def test_run_replays_precomputed_masks(tmp_path):
     gt = tmp_path / "gt.txt"
     truth.write_mots(gt)
     det = tmp_path / "det.txt"
-    det.write_text("".join(f"{f} {c} 0.9 {h} {w} {r}\n" for f, _, c, h, w, r in (l.split(" ") for l in gt.read_text().splitlines())))
+    gt_as_detections(gt, det, score=0.9)
     out = tmp_path / "o"
     result = maskwatch("run", str(tmp_path / "scene.mp4"), "--detections", str(det), "--out", str(out))
     assert result.returncode == 0, result.stderr
     summary = json.loads((out / "summary.json").read_text())
     assert summary["segmenter"] == "replay" and summary["frames"] == 60
-    assert sum(summary["counts_per_class"].values()) == len({l.split(" ")[1] for l in gt.read_text().splitlines()})
+    assert sum(summary["counts_per_class"].values()) == len({line.split(" ")[1] for line in gt.read_text().splitlines()})

@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -81,7 +79,7 @@ def test_mots_output_is_disjoint_and_scores_well_against_truth(scene, run_output
     # KITTI MOTS layout scores both classes (1 = bottle as "car", 2 = person as "pedestrian"); it counts frames from 0
     gt0, pred0 = tmp_path / "gt0.txt", tmp_path / "pred0.txt"
     for src, dst in ((gt, gt0), (out / "tracks.mots.txt", pred0)):
-        dst.write_text("".join(f"{int(f) - 1} {rest}\n" for f, rest in (l.split(" ", 1) for l in src.read_text().splitlines())))
+        dst.write_text("".join(f"{int(f) - 1} {rest}\n" for f, rest in (line.split(" ", 1) for line in src.read_text().splitlines())))
     metrics = evaluate_mots(gt0, pred0, "kitti")
     assert metrics["car/IDSW"] == 0 and metrics["pedestrian/IDSW"] == 0
     assert metrics["car/HOTA"] > 70 and metrics["car/MOTSA"] > 75

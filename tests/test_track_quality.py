@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from bench.reference import bytetrack_mots, noisy_detections
+from bench.reference import bytetrack_mots, gt_as_detections, noisy_detections
 from segmenter.noise import NoiseModel
 from tracker.evaluate import evaluate_mots
 
@@ -34,8 +34,7 @@ def work(tmp_path_factory):
 def test_zero_noise_matches_feeding_ground_truth_unchanged(gt, work):
     """Sanity: the noise model at zero noise is the identity, end to end through `maskwatch track`."""
     unchanged = work / "gt_as_detections.txt"
-    gt_lines = [line.split(" ") for line in gt.read_text().splitlines()]
-    unchanged.write_text("".join(f"{f} {c} 1.0 {h} {w} {r}\n" for f, _, c, h, w, r in gt_lines if c == "2"))
+    gt_as_detections(gt, unchanged, score=1.0, classes=(2,))
     zero = work / "zero.txt"
     noisy_detections(gt, zero, NoiseModel())
     hota_unchanged = evaluate_mots(gt, track(unchanged, work / "t_unchanged.txt"))["HOTA"]

@@ -156,5 +156,5 @@ def test_track_predicted_out_of_the_image_is_removed_at_once():
     for f in range(6):
         tracker.update(dets([disc(W - 40 + 8 * f, 60, 8)] if W - 40 + 8 * f < W - 8 else []))
     for _ in range(3):
-        r = tracker.update(dets([]))
+        tracker.update(dets([]))
     assert tracker.active == []

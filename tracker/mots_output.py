@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Sequence
 
-import numpy as np
 
 from segmenter.masks import CropMask
 from segmenter.motsio import format_mots_line
