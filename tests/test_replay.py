@@ -1,0 +1,71 @@
+"""Replay segmenter: MOTS detection txt and COCO results JSON served frame by frame."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from segmenter.errors import InputError
+from segmenter.masks import CropMask
+from segmenter.motsio import format_detection_line
+from segmenter.replay import ReplayConfig, ReplaySegmenter
+
+H, W = 30, 40
+
+
+def square(x, y, s=6):
+    return CropMask(np.ones((s, s), bool), x, y)
+
+
+def test_mots_detections_served_per_frame_across_batches(tmp_path):
+    path = tmp_path / "det.txt"
+    path.write_text("".join(
+        format_detection_line(f, c, s, square(x, 5).to_rle(H, W)) + "\n"
+        for f, c, s, x in [(1, 2, 0.9, 1), (1, 1, 0.4, 20), (3, 2, 0.8, 5)]
+    ))
+    replay = ReplaySegmenter(ReplayConfig(path=str(path), score_threshold=0.5))
+    assert replay.frame_count() == 3 and replay.image_size == (H, W)
+    first, second = replay.segment([np.zeros((H, W, 3), np.uint8)] * 2)
+    (third,) = replay.segment([None])
+    assert len(first) == 1 and first.class_names.tolist() == ["pedestrian"]  # 0.4 is under the threshold
+    assert first.masks[0].window == (1, 5, 7, 11) and first.boxes[0].tolist() == [1, 5, 7, 11]
+    assert len(second) == 0 and second.image_size == (H, W)
+    assert len(third) == 1 and third.scores[0] == pytest.approx(0.8)
+
+
+def test_coco_results_json(tmp_path):
+    rle = square(10, 10).to_rle(H, W)
+    path = tmp_path / "results.json"
+    path.write_text(json.dumps([
+        {"image_id": 0, "category_id": 7, "segmentation": rle, "score": 0.75},
+        {"image_id": 1, "category_id": 7, "segmentation": rle, "score": 0.5},
+    ]))
+    replay = ReplaySegmenter(ReplayConfig(path=str(path), first_frame=0, class_names={7: "pill"}))
+    a, b = replay.segment([None, None])
+    assert a.class_names.tolist() == ["pill"] and a.masks[0].area == 36 and b.scores[0] == pytest.approx(0.5)
+
+
+def test_frame_size_mismatch_is_reported(tmp_path):
+    path = tmp_path / "det.txt"
+    path.write_text(format_detection_line(1, 2, 0.9, square(1, 1).to_rle(H, W)) + "\n")
+    with pytest.raises(InputError, match="40x30"):
+        ReplaySegmenter(ReplayConfig(path=str(path))).segment([np.zeros((10, 10, 3), np.uint8)])
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        ("{not json", "not valid JSON"),
+        ('{"a": 1}', "JSON list"),
+        ('[{"image_id": 1, "category_id": 1}]', r"\[0\]: missing field 'segmentation'"),
+        ('[{"image_id": 1, "category_id": 1, "segmentation": {"size": [4, 4], "counts": "`1"}}]', r"\[0\]: RLE covers"),
+        ('[{"image_id": 1, "category_id": 1, "segmentation": {"size": [4, 4], "counts": [16]}}]', "compressed RLE"),
+    ],
+)
+def test_bad_coco_json(tmp_path, content, message):
+    path = tmp_path / "r.json"
+    path.write_text(content)
+    with pytest.raises(InputError, match=message):
+        ReplaySegmenter(ReplayConfig(path=str(path)))
