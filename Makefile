@@ -10,11 +10,14 @@ demo: $(STAMP)
 	$(BIN)/maskwatch demo --out demo-out
 
 test: $(STAMP)
+	bash .ci/services.sh  # PostgreSQL for the store tests: started (installed on Debian) when missing, else its tests skip
 	$(BIN)/python -m pytest
 
 bench: $(STAMP)
 	$(BIN)/python bench/tracker_speed.py
 	$(BIN)/python bench/pipeline_speed.py
+	$(BIN)/python bench/analytics_speed.py
+	$(BIN)/python bench/store_speed.py
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)

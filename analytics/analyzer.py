@@ -65,16 +65,17 @@ class _TrackSummary:
     last_frame: int = 0
     last_ts: float = 0.0
     frames_seen: int = 0
-    sizes: dict[str, deque] = field(default_factory=lambda: {f: deque(maxlen=_SAMPLES_KEPT) for f in SIZE_FIELDS})
+    sizes: deque = field(default_factory=lambda: deque(maxlen=_SAMPLES_KEPT))  # clean measurements, one tuple of SIZE_FIELDS each
     speeds: deque = field(default_factory=lambda: deque(maxlen=_SAMPLES_KEPT))
     last_world: tuple[float, float, float] | None = None  # (x, y, ts) of the last measured centroid
     fired: set[str] = field(default_factory=set)  # size rules already raised
     snapshot: str | None = None
 
 
-def median_iqr(values) -> tuple[float, float]:
-    q1, q2, q3 = np.percentile(np.asarray(values, dtype=np.float64), [25, 50, 75])
-    return float(q2), float(q3 - q1)
+def median_iqr(samples) -> dict[str, tuple[float, float]]:
+    """Median and interquartile range of each size field over ``samples`` (rows of SIZE_FIELDS), in one pass."""
+    q1, q2, q3 = np.percentile(np.asarray(samples, dtype=np.float64), [25, 50, 75], axis=0)
+    return {name: (float(q2[i]), float(q3[i] - q1[i])) for i, name in enumerate(SIZE_FIELDS)}
 
 
 class Analyzer:
@@ -124,16 +125,16 @@ class Analyzer:
             for obs, touches in zip(result.tracks, contact):
                 clean = not touches and not (image_size and touches_border(obs.mask, image_size))
                 measurements[obs.track_id] = measure(obs.mask, self.calibration, clean)
-        centroids: dict[int, tuple[float, float]] = {}
+        sampled: list[TrackObservation] = []  # tracks with a new clean measurement: size rules look at these
         for obs in result.tracks:
             summary = self._summary(obs, ts)
             summary.last_frame, summary.last_ts = frame, ts
             summary.frames_seen += 1
-            centroids[obs.track_id] = cx, cy = obs.mask.centroid()
+            cx, cy = obs.mask.centroid()
             m = measurements.get(obs.track_id)
             if m is not None and m.clean:
-                for name in SIZE_FIELDS:
-                    summary.sizes[name].append(getattr(m, name))
+                summary.sizes.append(tuple(getattr(m, name) for name in SIZE_FIELDS))
+                sampled.append(obs)
             speed = self._speed(summary, cx, cy, ts) if obs.track_id in measurements else None
             crossings += self.lines.update(frame, obs.track_id, obs.class_name, (cx, cy))
             if observing:
@@ -147,7 +148,7 @@ class Analyzer:
             out.observations = [_with_zones(o, self.zones.inside_zones(o.track_id)) for o in out.observations]
         events = [self._zone_event(e, ts, pts) for e in zone_events]
         events += [self._line_event(c, ts, pts) for c in crossings]  # 4
-        for obs in result.tracks:
+        for obs in sampled:
             events += self._size_events(obs, ts, frame, pts)
         out.visible = _count_classes(result.tracks)
         out.occupancy = self.zones.occupancy()
@@ -196,10 +197,10 @@ class Analyzer:
 
     def track_record(self, track_id: int) -> TrackRecord:
         s = self.tracks[track_id]
-        sizes = {name: median_iqr(values) for name, values in s.sizes.items() if values}
+        sizes = median_iqr(s.sizes) if s.sizes else {}
         return TrackRecord(
             track_id, s.class_name, s.first_ts, s.last_ts, s.first_frame, s.last_frame, s.frames_seen, self.calibration.unit,
-            sizes, len(s.sizes["area"]), float(np.median(s.speeds)) if s.speeds else None, s.snapshot,
+            sizes, len(s.sizes), float(np.median(s.speeds)) if s.speeds else None, s.snapshot,
         )
 
     def _summary(self, obs: TrackObservation, ts: float) -> _TrackSummary:
@@ -243,16 +244,16 @@ class Analyzer:
         for rule in self.rules.sizes:
             if rule.name in summary.fired or (rule.classes is not None and obs.class_name not in rule.classes):
                 continue
-            samples = summary.sizes[rule.measure]
-            if len(samples) < rule.min_samples:
+            n = len(summary.sizes)
+            if n < rule.min_samples or n % rule.min_samples:  # judged at min_samples, then every min_samples more
                 continue
-            value = float(np.median(samples))
+            value = float(np.median([sample[SIZE_FIELDS.index(rule.measure)] for sample in summary.sizes]))
             if _outside(rule, value):
                 summary.fired.add(rule.name)
                 unit = self.calibration.unit + ("²" if rule.measure == "area" else "")
                 events.append(EventRecord("size_rule", self.camera.name, ts, frame, pts, obs.track_id, obs.class_name, rule=rule.name,
                                           value=round(value, 4), unit=unit,
-                                          values={"measure": rule.measure, "min": rule.min, "max": rule.max, "samples": len(samples)}))
+                                          values={"measure": rule.measure, "min": rule.min, "max": rule.max, "samples": n}))
         return events
 
     def _count_events(self, out: FrameAnalytics, ts: float, frame: int, pts: float) -> list[EventRecord]:

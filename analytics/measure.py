@@ -31,24 +31,23 @@ def measure(mask: CropMask, calibration: Calibration, clean: bool = True) -> Mea
     """
     if mask.area == 0:
         return None
-    crop = mask.crop.view(np.uint8)
-    contours, _ = cv2.findContours(crop, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
-    offset = np.array([mask.x0, mask.y0], dtype=np.float64)
-    boundary = [c.reshape(-1, 2).astype(np.float64) + offset for c in contours]
-
-    if calibration.matrix is None:
-        area = mask.area * calibration.scale**2
-    else:
+    contours, _ = cv2.findContours(mask.crop.view(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    hull = cv2.convexHull(np.concatenate(contours)).reshape(-1, 1, 2)
+    outline = (hull + _EDGE_MIDPOINTS[None]).reshape(-1, 2).astype(np.float32)  # crop coordinates
+    if calibration.matrix is None:  # a scale: measure in pixels, then scale
+        s = calibration.scale
+        area = mask.area * s * s
+        perimeter = sum(cv2.arcLength(c, True) for c in contours) * s
+        rect = cv2.minAreaRect(outline)
+        (w, h), box = (rect[1][0] * s, rect[1][1] * s), cv2.boxPoints(rect)
+    else:  # a homography: map the outline and each pixel onto the ground plane first
+        offset = np.array([mask.x0, mask.y0], dtype=np.float64)
         ys, xs = np.nonzero(mask.crop)
         area = float(np.sum(calibration.pixel_areas(xs + offset[0], ys + offset[1])))
-    perimeter = sum(_closed_length(calibration.to_world(c)) for c in boundary)
-
-    hull = cv2.convexHull(np.concatenate(boundary).astype(np.float32)).reshape(-1, 2).astype(np.float64)
-    corners = (hull[:, None, :] + _EDGE_MIDPOINTS[None]).reshape(-1, 2)
-    rect = cv2.minAreaRect(calibration.to_world(corners).astype(np.float32))
-    (w, h), box = rect[1], cv2.boxPoints(rect)
-    sides = [box[1] - box[0], box[2] - box[1]]
-    long_side = max(sides, key=lambda v: float(np.hypot(*v)))
+        perimeter = sum(cv2.arcLength(calibration.to_world(c.reshape(-1, 2) + offset).astype(np.float32), True) for c in contours)
+        rect = cv2.minAreaRect(calibration.to_world(outline + offset).astype(np.float32))
+        (w, h), box = rect[1], cv2.boxPoints(rect)
+    long_side = max((box[1] - box[0], box[2] - box[1]), key=lambda v: math.hypot(float(v[0]), float(v[1])))
     angle = math.degrees(math.atan2(float(long_side[1]), float(long_side[0]))) % 180.0
     return Measurement(
         area=float(area),
@@ -60,12 +59,6 @@ def measure(mask: CropMask, calibration: Calibration, clean: bool = True) -> Mea
         unit=calibration.unit,
         clean=clean,
     )
-
-
-def _closed_length(points: np.ndarray) -> float:
-    if len(points) < 2:
-        return 0.0
-    return float(np.sum(np.hypot(*(np.roll(points, -1, axis=0) - points).T)))
 
 
 def touches_border(mask: CropMask, image_size: tuple[int, int]) -> bool:

@@ -31,7 +31,7 @@ class _Membership(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    name: str
+    name: str = Field(pattern=r"^[^,]+$", description="Unique per camera; no commas (observations list zones comma-joined).")
     classes: list[str] | None = Field(None, description="Only these class names; None means every class.")
     min_fraction: float = Field(0.02, gt=0, le=1, description="Fraction of the mask inside that counts as inside...")
     min_pixels: int = Field(200, ge=1, description="...or this many mask pixels, whichever is smaller.")

@@ -1,4 +1,4 @@
-"""``maskwatch`` command line: run, track, eval, demo.
+"""``maskwatch`` command line: run, track, eval, demo, export, purge, ack.
 
 Bad input (files, config, weights) is reported as one line on stderr with exit
 code 2; ``--debug`` shows the traceback instead.
@@ -10,7 +10,6 @@ import json
 import sys
 from enum import Enum
 from pathlib import Path
-from typing import Optional
 
 import typer
 from rich.console import Console
@@ -35,6 +34,14 @@ class SegmenterChoice(str, Enum):
     replay = "replay"
 
 
+class Table(str, Enum):
+    tracks = "tracks"
+    observations = "observations"
+    events = "events"
+    alarms = "alarms"
+    counts = "counts"
+
+
 class EvalFormat(str, Enum):
     mots20 = "mots20"
     kitti = "kitti"
@@ -52,7 +59,13 @@ def print_summary(summary: dict) -> None:
     console.print(f"objects tracked: {summary['objects_tracked']}")
     for name, count in summary["counts_per_class"].items():
         console.print(f"  {name}: {count}")
-    console.print("zone events: " + (", ".join(f"{k}={v}" for k, v in summary["zone_events"].items()) or "none"))
+    for line, by_class in summary.get("line_counts", {}).items():
+        console.print(f"line {line}: " + ", ".join(f"{c} in={v['in']} out={v['out']}" for c, v in by_class.items()))
+    console.print("events: " + (", ".join(f"{k}={v}" for k, v in summary["events"].items()) or "none"))
+    if summary.get("alarms"):
+        console.print(f"alarms: {summary['alarms']}")
+    if summary.get("store"):
+        console.print(f"store: {summary['store']}")
     console.print("outputs:")
     for name, path in summary["files"].items():
         console.print(f"  {name}: {path}")
@@ -61,13 +74,13 @@ def print_summary(summary: dict) -> None:
 @app.command()
 def run(
     source: Path = typer.Argument(..., help="Video file or folder of images."),
-    config: Optional[Path] = typer.Option(None, "--config", "-c", help="Site YAML config."),
-    segmenter: Optional[SegmenterChoice] = typer.Option(None, "--segmenter", help="Override segmenter.name."),
-    weights: Optional[str] = typer.Option(None, "--weights", help="Mask R-CNN checkpoint (.pth) or DEFAULT."),
-    detections: Optional[Path] = typer.Option(None, "--detections", help="Masks to replay (MOTS txt or COCO JSON); implies --segmenter replay."),
+    config: Path | None = typer.Option(None, "--config", "-c", help="Site YAML config."),
+    segmenter: SegmenterChoice | None = typer.Option(None, "--segmenter", help="Override segmenter.name."),
+    weights: str | None = typer.Option(None, "--weights", help="Mask R-CNN checkpoint (.pth) or DEFAULT."),
+    detections: Path | None = typer.Option(None, "--detections", help="Masks to replay (MOTS txt or COCO JSON); implies --segmenter replay."),
     out: Path = typer.Option(Path("out"), "--out", "-o", help="Output folder."),
     render: bool = typer.Option(False, "--render", help="Also write annotated.mp4."),
-    max_frames: Optional[int] = typer.Option(None, "--max-frames", min=1, help="Stop after this many frames."),
+    max_frames: int | None = typer.Option(None, "--max-frames", min=1, help="Stop after this many frames."),
 ) -> None:
     """Segment, track and analyse a video file or image folder."""
     from maskwatch.config import load_config
@@ -92,7 +105,7 @@ def track(
     detections: Path = typer.Argument(..., help="MOTS detection txt: frame class_id score img_h img_w rle."),
     out: Path = typer.Option(..., "--out", "-o", help="MOTS result txt to write."),
     fps: float = typer.Option(30.0, "--fps", min=0.1, help="Frame rate of the sequence (durations in the config are seconds)."),
-    config: Optional[Path] = typer.Option(None, "--config", "-c", help="YAML with tracker parameters (a 'tracker:' section or bare keys)."),
+    config: Path | None = typer.Option(None, "--config", "-c", help="YAML with tracker parameters (a 'tracker:' section or bare keys)."),
 ) -> None:
     """Track precomputed masks and write MOTS results."""
     from maskwatch.offline import load_tracker_config, track_file
@@ -130,6 +143,76 @@ def demo(
     summary, truth = run_demo(out, render=render, console=err_console)
     print_summary(summary)
     console.print("ground truth per class: " + ", ".join(f"{k}={v}" for k, v in truth.items()))
+
+
+@app.command()
+def export(
+    table: Table = typer.Argument(..., help="What to export."),
+    out: Path = typer.Option(..., "--out", "-o", help="File to write: .csv or .parquet."),
+    db: str = typer.Option(..., "--db", help="Store URL, e.g. sqlite:///out/maskwatch.db."),
+    since: str | None = typer.Option(None, "--since", help="ISO time or epoch seconds (UTC)."),
+    until: str | None = typer.Option(None, "--until", help="ISO time or epoch seconds (UTC)."),
+    camera: str | None = typer.Option(None, "--camera", help="Only this camera."),
+) -> None:
+    """Export tracks, observations, events, alarms or counts over a time range to CSV or Parquet."""
+    from analytics.export import export_table
+
+    rows = _store_call(db, lambda: export_table(db, table.value, out, since=since, until=until, camera=camera))
+    console.print(f"{rows} {table.value} rows → {out}")
+
+
+@app.command()
+def purge(
+    db: str = typer.Option(..., "--db", help="Store URL."),
+    older_than_days: float = typer.Option(..., "--older-than-days", min=0, help="Delete observations older than this."),
+) -> None:
+    """Retention: delete old observations; events, alarms, tracks and counts are kept."""
+    from analytics.store import Store
+
+    def purge_now() -> int:
+        with Store(db) as store:
+            return store.purge_observations(older_than_days)
+
+    console.print(f"{_store_call(db, purge_now)} observations deleted")
+
+
+@app.command()
+def ack(
+    alarm_id: str = typer.Argument(..., help="Alarm id (UUID)."),
+    db: str = typer.Option(..., "--db", help="Store URL."),
+    user: str = typer.Option(..., "--user", help="Who acknowledges it."),
+) -> None:
+    """Acknowledge an alarm."""
+    from analytics.store import Store
+
+    def ack_now() -> bool:
+        with Store(db) as store:
+            return store.acknowledge(alarm_id, user)
+
+    if not _store_call(db, ack_now):
+        raise InputError(f"alarm {alarm_id} not found or already acknowledged")
+    console.print(f"alarm {alarm_id} acknowledged by {user}")
+
+
+def _store_call(url: str, call):
+    """Run a store operation, turning database and argument errors into one-line input errors."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError, SQLAlchemyError
+
+    from maskwatch.pipeline import redact_url
+
+    try:
+        parsed = make_url(url)
+        if parsed.get_backend_name() == "sqlite" and parsed.database and not Path(parsed.database).is_file():
+            raise InputError(f"store not found: {parsed.database} (no such SQLite file)")
+        return call()
+    except ArgumentError:
+        raise InputError(f"not a database URL: {url!r} (e.g. sqlite:///out/maskwatch.db)") from None
+    except SQLAlchemyError as exc:
+        detail = str(getattr(exc, "orig", None) or exc).splitlines()[0]
+        raise InputError(f"store {redact_url(url)}: {detail}") from None
+    except ValueError as exc:
+        raise InputError(str(exc)) from None
 
 
 def main() -> None:

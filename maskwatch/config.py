@@ -8,7 +8,7 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from analytics.zones import ZoneConfig
+from analytics.config import AlarmRule, CameraConfig, RulesConfig, SamplingConfig, StoreConfig
 from segmenter.errors import InputError
 from segmenter.maskrcnn import MaskRCNNConfig
 from segmenter.motion import MotionConfig
@@ -43,7 +43,11 @@ class AppConfig(BaseModel):
 
     segmenter: SegmenterSection = Field(default_factory=SegmenterSection)
     tracker: TrackerConfig = Field(default_factory=TrackerConfig)
-    zones: list[ZoneConfig] = Field(default_factory=list)
+    camera: CameraConfig = Field(default_factory=CameraConfig)
+    rules: RulesConfig = Field(default_factory=RulesConfig)
+    alarms: list[AlarmRule] = Field(default_factory=list)
+    sampling: SamplingConfig = Field(default_factory=SamplingConfig)
+    store: StoreConfig = Field(default_factory=StoreConfig)
     output: OutputSection = Field(default_factory=OutputSection)
 
 
@@ -78,5 +82,5 @@ def load_config(path: Path | None) -> AppConfig:
         where = f":{mark.line + 1}" if mark else ""
         raise InputError(f"config {path}{where} is not valid YAML: {getattr(exc, 'problem', exc)}") from None
     if data is not None and not isinstance(data, dict):
-        raise InputError(f"config {path} must be a mapping of sections (segmenter, tracker, zones, output)")
+        raise InputError(f"config {path} must be a mapping of sections (segmenter, tracker, camera, rules, alarms, sampling, store, output)")
     return parse_config(data or {}, str(path))

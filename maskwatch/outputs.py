@@ -18,12 +18,13 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from analytics.zones import ZoneEvent
+from analytics.records import EventRecord
 from tracker.mots_output import mots_lines
 from tracker.tracker import TrackObservation
 
 OBSERVATION_COLUMNS = ["frame", "pts", "track_id", "class_id", "class_name", "score", "x0", "y0", "x1", "y1", "area", "cx", "cy"]
-EVENT_COLUMNS = ["kind", "zone", "track_id", "class_name", "frame", "pts", "dwell_frames"]
+EVENT_COLUMNS = ["id", "kind", "camera", "ts", "frame", "pts", "track_id", "class_name", "zone", "line", "rule", "value", "unit",
+                 "values", "snapshot"]
 
 
 class _TableWriter:
@@ -77,7 +78,7 @@ class _TrackStats:
 
 
 class RunOutputs:
-    """Receives completed frames (observations in frame order) and zone events."""
+    """Receives completed frames (observations in frame order) and analytics events."""
 
     def __init__(self, out_dir: Path, image_size: tuple[int, int], fps: float, parquet: bool = True) -> None:
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -107,16 +108,14 @@ class RunOutputs:
         self.observations.write(rows)
         self._mots.writelines(line + "\n" for line in mots_lines(frame + 1, observations, self.image_size))
 
-    def write_events(self, events: list[ZoneEvent]) -> None:
-        self.events.write([[e.kind, e.zone, e.track_id, e.class_name, e.frame, round(e.frame / self.fps, 4), e.dwell_frames] for e in events])
+    def write_events(self, events: list[EventRecord]) -> None:
+        self.events.write([
+            [e.id, e.kind, e.camera, e.ts, e.frame, e.pts, e.track_id, e.class_name, e.zone, e.line, e.rule, e.value, e.unit,
+             json.dumps(e.values), e.snapshot]
+            for e in events
+        ])
         for e in events:
-            self.event_counts[f"{e.zone}:{e.kind}"] += 1
-
-    def counts_per_class(self) -> dict[str, int]:
-        counts: dict[str, int] = defaultdict(int)
-        for stats in self.tracks.values():
-            counts[stats.class_name] += 1
-        return dict(sorted(counts.items()))
+            self.event_counts[f"{e.zone or e.line or e.rule}:{e.kind}"] += 1
 
     def close(self, summary: dict, extra_files: dict[str, Path] | None = None) -> dict:
         """Finish every file, write the track summary and ``summary.json``; returns the summary."""
@@ -137,7 +136,7 @@ class RunOutputs:
             table.to_parquet(self.out_dir / "tracks.parquet", index=False)
             files.update(tracks_parquet="tracks.parquet", observations_parquet="observations.parquet", events_parquet="events.parquet")
         paths = {k: str(self.out_dir / v) for k, v in files.items()} | {k: str(v) for k, v in (extra_files or {}).items()}
-        summary = {**summary, "objects_tracked": len(self.tracks), "counts_per_class": self.counts_per_class(),
-                   "zone_events": dict(sorted(self.event_counts.items())), "files": paths}
+        summary = {**summary, "objects_tracked": len(self.tracks),
+                   "events": dict(sorted(self.event_counts.items())), "files": paths}
         (self.out_dir / "summary.json").write_text(json.dumps(summary, indent=2))
         return summary

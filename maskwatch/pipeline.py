@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from contextlib import nullcontext
 from pathlib import Path
-from typing import Iterator
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import SQLAlchemyError
 
-from analytics.zones import ZoneMonitor
+from analytics.analyzer import Analyzer
+from analytics.store import Store
 from maskwatch.config import AppConfig, SegmenterSection
 from maskwatch.outputs import RunOutputs
 from maskwatch.render import VideoRenderer
@@ -35,6 +38,32 @@ def build_segmenter(section: SegmenterSection) -> Segmenter:
     from segmenter.maskrcnn import MaskRCNNSegmenter
 
     return MaskRCNNSegmenter(section.maskrcnn)
+
+
+def store_url(config: AppConfig, out_dir: Path) -> str:
+    """The configured store URL, by default SQLite in the output folder."""
+    return config.store.url or f"sqlite:///{(out_dir / 'maskwatch.db').resolve()}"
+
+
+def open_store(url: str, config: AppConfig) -> Store:
+    """Open the store and apply retention; a one-line error if it cannot be opened."""
+    try:
+        store = Store(url, batch_frames=config.store.batch_frames)
+        if config.store.retention_days is not None:
+            store.purge_observations(config.store.retention_days)
+    except SQLAlchemyError as exc:
+        raise InputError(f"cannot open store {redact_url(url)}: {str(exc.orig if getattr(exc, 'orig', None) else exc).splitlines()[0]}") from None
+    return store
+
+
+def redact_url(url: str) -> str:
+    """A URL with any password replaced by ***, fit for logs and summaries."""
+    return make_url(url).render_as_string(hide_password=True)
+
+
+def _store_write(store: Store, run_id: int, analysis) -> None:
+    store.write(run_id, observations=analysis.observations, tracks=analysis.tracks, events=analysis.events, alarms=analysis.alarms,
+                counts=analysis.counts)
 
 
 def _batches(frames: Iterator[Frame], size: int, limit: int | None) -> Iterator[list[Frame]]:
@@ -89,8 +118,15 @@ def run_pipeline(
     source = FrameSource(source_path)
     segmenter = build_segmenter(config.segmenter)
     tracker = MaskTracker(config.tracker, fps=source.fps)
-    zones = ZoneMonitor(config.zones)
+    snapshot_dir = Path(config.store.snapshot_dir) if config.store.snapshot_dir else out_dir / "snapshots"
+    analyzer = Analyzer(config.camera, config.rules, config.alarms, fps=source.fps, sampling=config.sampling, snapshot_dir=snapshot_dir)
     image_size = (source.height, source.width)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    url = store_url(config, out_dir)
+    store = open_store(url, config)
+    started_ts = time.time()
+    run_id = store.start_run(config.camera.name, str(source.path), segmenter=config.segmenter.name, unit=analyzer.calibration.unit,
+                             started_ts=started_ts, config=config.model_dump(mode="json"))
     outputs = RunOutputs(out_dir, image_size, source.fps, parquet=config.output.parquet)
     renderer = VideoRenderer(out_dir / "annotated.mp4", source.fps, image_size) if render or config.output.render else None
     batch_size = config.segmenter.maskrcnn.batch_size if config.segmenter.name == "maskrcnn" else 8
@@ -114,9 +150,11 @@ def run_pipeline(
                     pending.setdefault(frame.index, []).extend(result.tracks)
                     for obs in result.backfill:
                         pending.setdefault(obs.frame, []).append(obs)
-                    outputs.write_events(zones.update(frame.index, image_size, result.tracks))
+                    analysis = analyzer.update(frame.index, frame.pts, started_ts + frame.pts, frame.image, result)
+                    outputs.write_events(analysis.events)
+                    _store_write(store, run_id, analysis)
                     if renderer is not None:
-                        renderer.write(frame.image, result.tracks, config.zones)
+                        renderer.write(frame.image, result.tracks, config.camera, analyzer.zones.regions)
                     flush(frame.index - delay)
                     frames_done += 1
                 if task is not None:
@@ -128,7 +166,13 @@ def run_pipeline(
         error = str(exc)
     finally:
         flush(frames_done - 1)  # a frame interrupted mid-way is not counted, so not written either
-        outputs.write_events(zones.close(max(frames_done - 1, 0)))
+        last = max(frames_done - 1, 0)
+        closing = analyzer.close(last, started_ts + last / source.fps, last / source.fps)
+        outputs.write_events(closing.events)
+        _store_write(store, run_id, closing)
+        status = "interrupted" if interrupted else "failed" if error is not None else "finished"
+        store.end_run(run_id, frames=frames_done, status=status, ended_ts=time.time())
+        store.close()
         if renderer is not None:
             renderer.close()
     elapsed = time.perf_counter() - started
@@ -141,10 +185,20 @@ def run_pipeline(
         "elapsed_s": round(elapsed, 3),
         "processing_fps": round(frames_done / elapsed, 2) if elapsed else 0.0,
         "interrupted": interrupted,
+        "counts_per_class": dict(sorted(analyzer.unique.items())),
+        "camera": config.camera.name,
+        "unit": analyzer.calibration.unit,
+        "line_counts": analyzer.line_counts(),
+        "alarms": analyzer.alarm_total,
+        "store": redact_url(url),
+        "run_id": run_id,
     }
     if error is not None:
         summary["error"] = error
-    summary = outputs.close(summary, extra_files={"annotated_mp4": renderer.path} if renderer is not None else {})
+    extra = {"snapshots": snapshot_dir} if snapshot_dir.is_dir() else {}
+    if renderer is not None:
+        extra["annotated_mp4"] = renderer.path
+    summary = outputs.close(summary, extra_files=extra)
     if error is not None:
         raise InputError(f"{error} (results of the first {frames_done} frames kept in {out_dir})")
     return summary

@@ -7,7 +7,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from analytics.zones import ZoneConfig
+from analytics.config import CameraConfig
+from analytics.zones import Region
 from tracker.tracker import TrackObservation
 
 
@@ -18,15 +19,24 @@ def id_color(track_id: int) -> tuple[int, int, int]:
     return int(bgr[0]), int(bgr[1]), int(bgr[2])
 
 
-def draw_frame(image: np.ndarray, tracks: list[TrackObservation], zones: list[ZoneConfig]) -> np.ndarray:
+def draw_frame(image: np.ndarray, tracks: list[TrackObservation], camera: CameraConfig, regions: list[Region] = ()) -> np.ndarray:
+    """Zones (fixed and this frame's dynamic ones) and lines, then each track's mask, outline and label."""
     out = image.copy()
     h, w = out.shape[:2]
-    for zone in zones:
+    for zone in camera.zones:
         if zone.polygon is not None:
             cv2.polylines(out, [np.round(np.array(zone.polygon)).astype(np.int32)], True, zone.color[::-1], 2)
         else:
             cx, cy, r = zone.circle
             cv2.circle(out, (round(cx), round(cy)), round(r), zone.color[::-1], 2)
+    for region in regions:
+        if region.anchor_id is not None:
+            contours, _ = cv2.findContours(region.mask.crop.view(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+            cv2.drawContours(out, contours, -1, region.zone.color[::-1], 2, offset=(region.mask.x0, region.mask.y0))
+    for line in camera.lines:
+        (ax, ay), (bx, by) = line.points
+        cv2.arrowedLine(out, (round(ax), round(ay)), (round(bx), round(by)), line.color[::-1], 2, tipLength=0.05)
+        cv2.putText(out, line.name, (round(ax) + 4, round(ay) - 4), cv2.FONT_HERSHEY_SIMPLEX, 0.45, line.color[::-1], 1, cv2.LINE_AA)
     for obs in tracks:
         color = np.array(id_color(obs.track_id), dtype=np.float32)
         m = obs.mask
@@ -52,8 +62,8 @@ class VideoRenderer:
         self.path = path
         self._writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (width, height))
 
-    def write(self, image: np.ndarray, tracks: list[TrackObservation], zones: list[ZoneConfig]) -> None:
-        self._writer.write(draw_frame(image, tracks, zones))
+    def write(self, image: np.ndarray, tracks: list[TrackObservation], camera: CameraConfig, regions: list[Region] = ()) -> None:
+        self._writer.write(draw_frame(image, tracks, camera, regions))
 
     def close(self) -> None:
         self._writer.release()

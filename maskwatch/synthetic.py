@@ -25,6 +25,8 @@ WIDTH, HEIGHT, FPS, FRAMES = 640, 360, 10.0, 170
 BELT = (150, 250)  # first and last belt row
 BELT_SPEED = 4.0  # pixels per frame
 CLASS_IDS = {"bottle": 1, "person": 2}  # MOTS numbering: 2 is pedestrian
+PX_PER_MM = 0.4  # a bottle (29 px across) is 72 mm, a pill (37 px long) 92 mm
+COUNT_LINE_X = 150  # the counting line across the belt: every bottle crosses it
 
 # Shapes are ellipses (dx, dy, half-width, half-height) around the object's centre.
 Ellipse = tuple[int, int, int, int]
@@ -263,7 +265,16 @@ def demo_config() -> dict:
             },
         },
         "tracker": {"lost_seconds": 3.0},  # the person covers the first pair for 2-3 s
-        "zones": [demo_zone()],
+        "camera": {
+            "name": "demo-belt",
+            "calibration": {"px_per_mm": PX_PER_MM},
+            "zones": [demo_zone()],
+            "lines": [{"name": "belt-end", "points": [[COUNT_LINE_X, BELT[0]], [COUNT_LINE_X, BELT[1]]], "classes": ["bottle"]}],
+        },
+        "sampling": {"measure_every": 1},  # a 10 fps scene with few objects: measure every frame
+        "rules": {"sizes": [{"name": "oversize", "measure": "length", "classes": ["bottle"], "max": 80}]},
+        "alarms": [{"name": "person-on-belt", "kinds": ["zone_enter"], "zones": ["crossing"], "classes": ["person"],
+                    "severity": "critical"}],
     }
 
 

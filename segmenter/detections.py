@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Protocol, Sequence
+from typing import Protocol
 
 import numpy as np
 
@@ -37,7 +38,7 @@ class Detections:
                 raise ValueError(f"extra[{key!r}] has {len(value)} rows, expected {n}")
 
     @classmethod
-    def empty(cls, image_size: tuple[int, int]) -> "Detections":
+    def empty(cls, image_size: tuple[int, int]) -> Detections:
         return cls(np.zeros((0, 4)), [], np.zeros(0), np.zeros(0), np.zeros(0, dtype=object), image_size)
 
     @classmethod
@@ -48,7 +49,7 @@ class Detections:
         scores: Sequence[float],
         class_names: Sequence[str],
         image_size: tuple[int, int],
-    ) -> "Detections":
+    ) -> Detections:
         """Build from crop masks, deriving each box from its mask's pixels."""
         masks = list(masks)
         boxes = np.array([m.box() for m in masks], dtype=np.float32).reshape(len(masks), 4)
@@ -57,7 +58,7 @@ class Detections:
     def __len__(self) -> int:
         return len(self.masks)
 
-    def __getitem__(self, index: int | slice | np.ndarray | Sequence[int]) -> "Detections":
+    def __getitem__(self, index: int | slice | np.ndarray | Sequence[int]) -> Detections:
         idx = np.arange(len(self))[index]
         idx = np.atleast_1d(idx)
         return Detections(

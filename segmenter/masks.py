@@ -23,6 +23,7 @@ class CropMask:
     x0: int
     y0: int
     area: int = field(init=False, compare=False)  # pixel count, computed once: IoU needs it per pair
+    _centroid: tuple[float, float] | None = field(init=False, compare=False, default=None, repr=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "area", int(np.count_nonzero(self.crop)))
@@ -41,7 +42,7 @@ class CropMask:
         return self.x0, self.y0, self.x1, self.y1
 
     @classmethod
-    def from_full(cls, mask: np.ndarray) -> "CropMask":
+    def from_full(cls, mask: np.ndarray) -> CropMask:
         """Crop a full-frame mask to the bounding box of its pixels."""
         mask = np.asarray(mask, dtype=bool)
         rows = np.flatnonzero(mask.any(axis=1))
@@ -52,7 +53,7 @@ class CropMask:
         return cls(np.ascontiguousarray(mask[y0:y1, x0:x1]), int(x0), int(y0))
 
     @classmethod
-    def from_rle(cls, rle: dict) -> "CropMask":
+    def from_rle(cls, rle: dict) -> CropMask:
         """Decode a COCO RLE (``{'size': [h, w], 'counts': ...}``)."""
         return cls.from_full(mask_utils.decode(rle).astype(bool))
 
@@ -71,7 +72,7 @@ class CropMask:
         rle["counts"] = rle["counts"].decode("ascii")
         return rle
 
-    def clipped(self, height: int, width: int) -> "CropMask":
+    def clipped(self, height: int, width: int) -> CropMask:
         """The part inside an ``(height, width)`` frame (itself when already inside)."""
         if self.x0 >= 0 and self.y0 >= 0 and self.x1 <= width and self.y1 <= height:
             return self
@@ -85,12 +86,17 @@ class CropMask:
         return np.array([self.x0, self.y0, self.x1, self.y1], dtype=np.float32)
 
     def centroid(self) -> tuple[float, float]:
-        ys, xs = np.nonzero(self.crop)
-        if xs.size == 0:
-            return float("nan"), float("nan")
-        return float(xs.mean() + self.x0), float(ys.mean() + self.y0)
+        """Mean pixel position, computed once (zones, lines, speeds and writers all ask for it)."""
+        if self._centroid is None:
+            if self.area == 0:
+                value = (float("nan"), float("nan"))
+            else:  # image moments of the 0/1 crop: several times faster than averaging np.nonzero
+                m = cv2.moments(self.crop.view(np.uint8))
+                value = (m["m10"] / m["m00"] + self.x0, m["m01"] / m["m00"] + self.y0)
+            object.__setattr__(self, "_centroid", value)
+        return self._centroid
 
-    def moved(self, x0: int, y0: int, width: int, height: int) -> "CropMask":
+    def moved(self, x0: int, y0: int, width: int, height: int) -> CropMask:
         """The same shape placed at ``(x0, y0)`` and resized to ``width``×``height``.
 
         Used to predict where a track's mask will be: the last mask is carried by

@@ -13,9 +13,9 @@ Masks stay RLE strings until asked for, so reading a long file is cheap.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 from segmenter.errors import InputError
 from segmenter.masks import CropMask

@@ -8,8 +8,8 @@ blobs. With every rate at zero it returns the ground truth unchanged, score 1.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import cv2
 import numpy as np
@@ -29,7 +29,7 @@ class NoiseModel:
     seed: int = 0
 
     @classmethod
-    def realistic(cls, seed: int = 0) -> "NoiseModel":
+    def realistic(cls, seed: int = 0) -> NoiseModel:
         """The level used in the tests and benchmarks: a decent but imperfect segmenter."""
         return cls(miss_rate=0.08, low_score_rate=0.15, shift_px=1.5, morph_px=2, false_positives=0.5, seed=seed)
 

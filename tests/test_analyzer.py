@@ -13,6 +13,7 @@ from tracker.tracker import FrameTracks, MaskTracker, TrackObservation, TrackSta
 
 SIZE = (200, 300)
 IMAGE = np.full((*SIZE, 3), 90, np.uint8)
+EVERY_FRAME = SamplingConfig(measure_every=1)
 
 
 def rect(x0, y0, w, h):
@@ -50,7 +51,7 @@ def test_flickers_never_count_only_confirmed_tracks_do():
 
 def test_size_rule_uses_the_median_of_clean_measurements_once_per_track():
     rules = RulesConfig(sizes=[SizeRule(name="big", measure="area", max=500.0, min_samples=5)])
-    analyzer = Analyzer(CameraConfig(calibration={"px_per_mm": 1.0}), rules, fps=10)
+    analyzer = Analyzer(CameraConfig(calibration={"px_per_mm": 1.0}), rules, fps=10, sampling=EVERY_FRAME)
     small, big = rect(50, 50, 20, 20), rect(50, 50, 30, 30)  # 400 and 900 mm²
     # track 1: small, with two oversize frames (a merge with a neighbour): the median stays small
     # track 2: big all along, but touching track 3 for its first frames: those frames are not measured into the summary
@@ -69,7 +70,7 @@ def test_size_rule_uses_the_median_of_clean_measurements_once_per_track():
 
 
 def test_border_touching_frames_are_excluded_from_track_sizes():
-    analyzer = Analyzer(CameraConfig(), fps=10)
+    analyzer = Analyzer(CameraConfig(), fps=10, sampling=EVERY_FRAME)
     feed(analyzer, [[(1, rect(0, 50, 10, 20), "bottle")]] * 3 + [[(1, rect(5, 50, 20, 20), "bottle")]] * 3)
     record = analyzer.track_record(1)
     assert record.size_samples == 3 and record.sizes["area"] == (400.0, 0.0) and record.unit == "px"

@@ -139,7 +139,7 @@ def test_demo_config_is_a_valid_site_config_with_a_zone_on_the_belt():
     assert config.segmenter.name == "motion"
     assert [rule.name for rule in config.segmenter.motion.classes] == ["bottle", "person"]
     zone = demo_zone()
-    assert [z.name for z in config.zones] == [zone["name"]]
+    assert [z.name for z in config.camera.zones] == [zone["name"]]
     polygon = np.array(zone["polygon"])
     assert polygon[:, 0].min() < 420 < polygon[:, 0].max()  # the person walks down x = 420
     assert (polygon >= 0).all() and (polygon[:, 0] <= WIDTH).all() and (polygon[:, 1] <= HEIGHT).all()

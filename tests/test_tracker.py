@@ -92,7 +92,7 @@ def test_lost_track_recovers_same_id_after_gap():
     tracker = MaskTracker(TrackerConfig(min_hits=1, lost_seconds=1.0), fps=10)
     for f in range(5):
         tracker.update(dets([disc(40 + 4 * f, 50)]))
-    for f in range(5, 8):
+    for _ in range(5, 8):
         tracker.update(dets([]))
     r = tracker.update(dets([disc(40 + 4 * 8, 50)]))
     assert [o.track_id for o in r.tracks] == [1]

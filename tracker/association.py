@@ -7,7 +7,7 @@ default is mask IoU computed only for pairs whose boxes overlap.
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import lap
 import numpy as np

@@ -27,7 +27,7 @@ class TrackerConfig(BaseModel):
     class_consistent: bool = Field(True, description="Only match detections of the track's class.")
 
     @model_validator(mode="after")
-    def _ordered_scores(self) -> "TrackerConfig":
+    def _ordered_scores(self) -> TrackerConfig:
         if self.low_score > self.high_score:
             raise ValueError(f"low_score ({self.low_score}) must not exceed high_score ({self.high_score})")
         return self

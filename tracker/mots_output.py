@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Sequence
-
+from collections.abc import Sequence
 
 from segmenter.masks import CropMask
 from segmenter.motsio import format_mots_line

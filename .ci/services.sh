@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# Services the test suite talks to, set up when missing: PostgreSQL on 127.0.0.1:5432.
+#
+# Run by .ci/run (as root on a fresh Debian machine) before `make test`. Every step
+# checks before it changes anything, so running it again is harmless; and it never
+# fails CI: a service that cannot be set up is reported in one line, and its tests
+# skip with a reason instead.
+set -uo pipefail
+
+PG_ROLE=root # role and database of the tests' default URL (MASKWATCH_TEST_PG_URL in tests/conftest.py)
+PG_DB=test
+
+pg_usable() {
+    command -v psql >/dev/null 2>&1 &&
+        [ "$(psql -h 127.0.0.1 -p 5432 -U "$PG_ROLE" -d "$PG_DB" -tAc \
+            'SELECT rolsuper OR rolcreatedb FROM pg_roles WHERE rolname = current_user' 2>/dev/null)" = t ]
+}
+
+as_postgres() { (cd / && runuser -u postgres -- "$@"); }
+
+setup_postgresql() {
+    pg_usable && return 0
+    if ! ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1; then
+        echo "services: installing PostgreSQL (apt-get)"
+        command -v apt-get >/dev/null 2>&1 || return 1
+        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null || return 1
+    fi
+    local version hba
+    version=$(ls /usr/lib/postgresql | sort -V | tail -n 1)
+    [ -d "/etc/postgresql/$version/main" ] || pg_createcluster "$version" main >/dev/null || return 1
+    hba="/etc/postgresql/$version/main/pg_hba.conf"
+    if ! grep -Eq '^host[[:space:]]+all[[:space:]]+all[[:space:]]+127\.0\.0\.1/32[[:space:]]+trust' "$hba"; then
+        # first match wins in pg_hba.conf: put trust for local TCP in front of Debian's scram-sha-256
+        { printf '%s\n' "# maskwatch tests (.ci/services.sh)" "host all all 127.0.0.1/32 trust"; cat "$hba"; } >"$hba.new" &&
+            cat "$hba.new" >"$hba" && rm -f "$hba.new" || return 1
+    fi
+    if pg_isready -q -h 127.0.0.1 -p 5432; then
+        pg_ctlcluster "$version" main reload || return 1
+    else
+        pg_ctlcluster "$version" main start || return 1
+    fi
+    for _ in $(seq 30); do pg_isready -q -h 127.0.0.1 -p 5432 && break; sleep 1; done
+    [ "$(as_postgres psql -tAc "SELECT 1 FROM pg_roles WHERE rolname = '$PG_ROLE'")" = 1 ] ||
+        as_postgres psql -qc "CREATE ROLE \"$PG_ROLE\" LOGIN CREATEDB" || return 1
+    as_postgres psql -qc "ALTER ROLE \"$PG_ROLE\" LOGIN CREATEDB" || return 1 # tests create a database each
+    [ "$(as_postgres psql -tAc "SELECT 1 FROM pg_database WHERE datname = '$PG_DB'")" = 1 ] ||
+        as_postgres createdb -O "$PG_ROLE" "$PG_DB" || return 1
+    pg_usable
+}
+
+if setup_postgresql; then
+    echo "services: PostgreSQL ready on 127.0.0.1:5432 (role $PG_ROLE, database $PG_DB, trust)"
+else
+    echo "services: PostgreSQL on 127.0.0.1:5432 could not be set up; its tests will skip"
+fi

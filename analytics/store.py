@@ -1,0 +1,429 @@
+"""The analytics store: records from :mod:`analytics.records` into SQLite or PostgreSQL.
+
+One code path for both, chosen by URL: ``sqlite:///path.db`` (embedded, the default
+for a single box) or ``postgresql+psycopg://user@host/db`` (several cameras, a shared
+dashboard). Writes are buffered per frame and flushed as one transaction per batch,
+so the database sees a few large executemany inserts instead of one commit per
+frame, and a crash loses at most the unflushed batch. Alarms are flushed at once:
+an operator must never wait for a batch to fill.
+
+Times are float UTC epoch seconds (``ts``), stored as double precision.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any, Self
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    Column,
+    Double,
+    Engine,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    create_engine,
+    delete,
+    event,
+    select,
+    update,
+)
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import make_url
+
+from analytics.records import SIZE_FIELDS, AlarmRecord, CountRecord, EventRecord, ObservationRecord, TrackRecord
+
+RUN_STATUSES = ("running", "finished", "interrupted", "failed")
+
+# SQLite only auto-increments a column declared exactly INTEGER PRIMARY KEY.
+BigId = BigInteger().with_variant(Integer(), "sqlite")
+
+metadata = MetaData()
+
+cameras = Table(
+    "cameras",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("name", String(200), nullable=False, unique=True),
+    Column("unit", String(16), nullable=False),
+    Column("created_ts", Double, nullable=False),
+)
+
+runs = Table(
+    "runs",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("camera_id", ForeignKey("cameras.id"), nullable=False),
+    Column("source", Text, nullable=False),
+    Column("segmenter", String(64), nullable=False),
+    Column("started_ts", Double, nullable=False),
+    Column("ended_ts", Double),
+    Column("frames", Integer),
+    Column("status", String(16), nullable=False),
+    Column("config_json", Text, nullable=False),
+    CheckConstraint(f"status IN {RUN_STATUSES}", name="runs_status"),
+)
+
+tracks = Table(
+    "tracks",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("run_id", ForeignKey("runs.id"), nullable=False),
+    Column("camera_id", ForeignKey("cameras.id"), nullable=False),
+    Column("track_id", Integer, nullable=False),
+    Column("class_name", String(64), nullable=False),
+    Column("first_ts", Double, nullable=False),
+    Column("last_ts", Double, nullable=False),
+    Column("first_frame", Integer, nullable=False),
+    Column("last_frame", Integer, nullable=False),
+    Column("frames_seen", Integer, nullable=False),
+    Column("unit", String(16), nullable=False),
+    *(Column(f"{f}_{stat}", Double) for f in SIZE_FIELDS for stat in ("median", "iqr")),
+    Column("size_samples", Integer, nullable=False),
+    Column("speed_median", Double),
+    Column("snapshot", Text),
+    UniqueConstraint("run_id", "track_id", name="tracks_run_track"),
+    Index("tracks_camera_ts", "camera_id", "first_ts"),
+    Index("tracks_camera_class_ts", "camera_id", "class_name", "first_ts"),
+)
+
+observations = Table(
+    "observations",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("run_id", ForeignKey("runs.id"), nullable=False),
+    Column("camera_id", ForeignKey("cameras.id"), nullable=False),
+    Column("ts", Double, nullable=False),
+    Column("frame", Integer, nullable=False),
+    Column("pts", Double, nullable=False),
+    Column("track_id", Integer, nullable=False),
+    Column("class_name", String(64), nullable=False),
+    Column("score", Double, nullable=False),
+    *(Column(c, Double, nullable=False) for c in ("x0", "y0", "x1", "y1", "cx", "cy")),
+    Column("area_px", Integer, nullable=False),
+    *(Column(c, Double) for c in ("area", "perimeter", "length", "width", "angle", "diameter")),
+    Column("unit", String(16)),
+    Column("clean", Boolean),
+    Column("speed", Double),
+    Column("zones", Text, nullable=False),
+    Index("observations_camera_ts", "camera_id", "ts"),
+    Index("observations_camera_class_ts", "camera_id", "class_name", "ts"),
+    Index("observations_run_track", "run_id", "track_id"),
+)
+
+events = Table(
+    "events",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("run_id", ForeignKey("runs.id"), nullable=False),
+    Column("camera_id", ForeignKey("cameras.id"), nullable=False),
+    Column("ts", Double, nullable=False),
+    Column("frame", Integer, nullable=False),
+    Column("pts", Double, nullable=False),
+    Column("kind", String(32), nullable=False),
+    Column("track_id", Integer),
+    Column("class_name", String(64)),
+    Column("zone", String(200)),
+    Column("line", String(200)),
+    Column("rule", String(200)),
+    Column("value", Double),
+    Column("unit", String(16)),
+    Column("values_json", Text, nullable=False),
+    Column("snapshot", Text),
+    Index("events_camera_ts", "camera_id", "ts"),
+    Index("events_camera_zone_ts", "camera_id", "zone", "ts"),
+    Index("events_camera_class_ts", "camera_id", "class_name", "ts"),
+)
+
+alarms = Table(
+    "alarms",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("event_id", ForeignKey("events.id"), nullable=False),
+    Column("run_id", ForeignKey("runs.id"), nullable=False),
+    Column("camera_id", ForeignKey("cameras.id"), nullable=False),
+    Column("ts", Double, nullable=False),
+    Column("rule", String(200), nullable=False),
+    Column("severity", String(16), nullable=False),
+    Column("track_id", Integer),
+    Column("state", String(16), nullable=False),
+    Column("acknowledged_by", String(200)),
+    Column("acknowledged_ts", Double),
+    CheckConstraint("state IN ('open', 'acknowledged')", name="alarms_state"),
+    Index("alarms_camera_ts", "camera_id", "ts"),
+    Index("alarms_state_ts", "state", "ts"),
+)
+
+counts = Table(
+    "counts",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("run_id", ForeignKey("runs.id"), nullable=False),
+    Column("camera_id", ForeignKey("cameras.id"), nullable=False),
+    Column("ts", Double, nullable=False),
+    Column("frame", Integer, nullable=False),
+    Column("class_name", String(64), nullable=False),
+    Column("zone", String(200)),
+    Column("visible", Integer, nullable=False),
+    Index("counts_camera_ts", "camera_id", "ts"),
+    Index("counts_camera_zone_ts", "camera_id", "zone", "ts"),
+)
+
+# Plain inserts, in flush order: alarms reference events, so events go first.
+_INSERTED = ("observations", "events", "alarms", "counts")
+
+
+def make_engine(url: str) -> Engine:
+    """An engine for ``url``; SQLite files get WAL so the dashboard reads while the pipeline writes.
+
+    ``synchronous=NORMAL`` under WAL keeps every committed batch through a process
+    crash (only a power loss may drop the last commits) at a fraction of FULL's fsyncs;
+    the busy timeout lets a reader's checkpoint and a writer wait for each other
+    instead of failing with "database is locked". Foreign keys are switched on so
+    SQLite rejects what PostgreSQL rejects.
+    """
+    if make_url(url).get_backend_name() != "sqlite":
+        return create_engine(url, pool_pre_ping=True)
+    engine = create_engine(url)
+
+    @event.listens_for(engine, "connect")
+    def _pragmas(dbapi_connection: Any, _record: Any) -> None:
+        cursor = dbapi_connection.cursor()
+        for pragma in ("journal_mode=WAL", "synchronous=NORMAL", "busy_timeout=10000", "foreign_keys=ON"):
+            cursor.execute(f"PRAGMA {pragma}")
+        cursor.close()
+
+    return engine
+
+
+def _dialect_insert(engine: Engine, table: Table) -> postgresql.Insert | sqlite.Insert:
+    """``INSERT`` with ``ON CONFLICT`` support: both dialects spell it the same way."""
+    return (postgresql if engine.dialect.name == "postgresql" else sqlite).insert(table)
+
+
+def _opt(cast: type, value: Any) -> Any:
+    """``cast(value)`` unless None: numpy scalars from the tracker become plain Python numbers for the driver."""
+    return None if value is None else cast(value)
+
+
+def _json_default(value: Any) -> Any:
+    """Numpy scalars and arrays inside ``EventRecord.values`` serialize as their Python equivalents."""
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
+
+
+_NO_SIZE = dict.fromkeys((*SIZE_FIELDS, "angle", "unit", "clean"))
+
+
+def _observation_row(run_id: int, camera_id: int, o: ObservationRecord) -> dict[str, Any]:
+    s = o.size
+    sizes = _NO_SIZE if s is None else {
+        "area": float(s.area), "perimeter": float(s.perimeter), "length": float(s.length), "width": float(s.width),
+        "angle": float(s.angle), "diameter": float(s.diameter), "unit": s.unit, "clean": bool(s.clean),
+    }  # fmt: skip
+    x0, y0, x1, y1 = o.box
+    return {
+        "run_id": run_id, "camera_id": camera_id, "ts": float(o.ts), "frame": int(o.frame), "pts": float(o.pts),
+        "track_id": int(o.track_id), "class_name": o.class_name, "score": float(o.score),
+        "x0": float(x0), "y0": float(y0), "x1": float(x1), "y1": float(y1), "cx": float(o.cx), "cy": float(o.cy),
+        "area_px": int(o.area_px), **sizes, "speed": _opt(float, o.speed), "zones": ",".join(o.zones),
+    }  # fmt: skip
+
+
+def _track_row(run_id: int, camera_id: int, t: TrackRecord) -> dict[str, Any]:
+    sizes = {f"{f}_{stat}": None for f in SIZE_FIELDS for stat in ("median", "iqr")}
+    for f, (median, iqr) in t.sizes.items():
+        sizes[f"{f}_median"], sizes[f"{f}_iqr"] = float(median), float(iqr)
+    return {
+        "run_id": run_id, "camera_id": camera_id, "track_id": int(t.track_id), "class_name": t.class_name,
+        "first_ts": float(t.first_ts), "last_ts": float(t.last_ts), "first_frame": int(t.first_frame),
+        "last_frame": int(t.last_frame), "frames_seen": int(t.frames_seen), "unit": t.unit, **sizes,
+        "size_samples": int(t.size_samples), "speed_median": _opt(float, t.speed_median), "snapshot": t.snapshot,
+    }  # fmt: skip
+
+
+def _event_row(run_id: int, camera_id: int, e: EventRecord) -> dict[str, Any]:
+    return {
+        "id": e.id, "run_id": run_id, "camera_id": camera_id, "ts": float(e.ts), "frame": int(e.frame),
+        "pts": float(e.pts), "kind": e.kind, "track_id": _opt(int, e.track_id), "class_name": e.class_name,
+        "zone": e.zone, "line": e.line, "rule": e.rule, "value": _opt(float, e.value), "unit": e.unit,
+        "values_json": json.dumps(e.values, default=_json_default), "snapshot": e.snapshot,
+    }  # fmt: skip
+
+
+def _alarm_row(run_id: int, camera_id: int, a: AlarmRecord) -> dict[str, Any]:
+    return {
+        "id": a.id, "event_id": a.event_id, "run_id": run_id, "camera_id": camera_id, "ts": float(a.ts),
+        "rule": a.rule, "severity": a.severity, "track_id": _opt(int, a.track_id), "state": a.state,
+        "acknowledged_by": None, "acknowledged_ts": None,
+    }  # fmt: skip
+
+
+def _count_row(run_id: int, camera_id: int, c: CountRecord) -> dict[str, Any]:
+    return {
+        "run_id": run_id, "camera_id": camera_id, "ts": float(c.ts), "frame": int(c.frame),
+        "class_name": c.class_name, "zone": c.zone, "visible": int(c.visible),
+    }  # fmt: skip
+
+
+class Store:
+    """Buffered writer of one process's runs; also the place for alarm acknowledgement and retention.
+
+    Not thread-safe: one pipeline thread writes. Readers (dashboard, exports) use
+    their own connections through :mod:`analytics.export`.
+    """
+
+    def __init__(self, url: str, *, batch_frames: int = 30, batch_seconds: float = 2.0) -> None:
+        """Open (and create, with its folder and tables, when missing) the store at ``url``."""
+        parsed = make_url(url)
+        if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
+            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        self.engine = make_engine(url)
+        metadata.create_all(self.engine)
+        self.batch_frames = batch_frames
+        self.batch_seconds = batch_seconds
+        self._runs: dict[int, tuple[int, str]] = {}  # run id -> (camera id, camera name)
+        self._rows: dict[str, list[dict[str, Any]]] = {name: [] for name in _INSERTED}
+        self._tracks: dict[tuple[int, int], tuple[int, TrackRecord]] = {}  # (run, track) -> (camera, latest)
+        self._frames = 0
+        self._last_flush = time.monotonic()
+        self._upsert_tracks = self._tracks_upsert()
+
+    def _tracks_upsert(self) -> postgresql.Insert | sqlite.Insert:
+        """One statement for every track row of a batch: insert, or update all but the identity columns."""
+        stmt = _dialect_insert(self.engine, tracks)
+        keep = {"id", "run_id", "track_id", "camera_id", "first_ts", "first_frame"}
+        return stmt.on_conflict_do_update(
+            index_elements=["run_id", "track_id"],
+            set_={c.name: stmt.excluded[c.name] for c in tracks.c if c.name not in keep},
+        )
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def start_run(
+        self, camera: str, source: str, *, segmenter: str, unit: str, started_ts: float, config: dict | None = None
+    ) -> int:
+        """Register a run of ``camera`` (created if new; its unit follows the latest run) and return its id."""
+        upsert = _dialect_insert(self.engine, cameras).values(name=camera, unit=unit, created_ts=started_ts)
+        upsert = upsert.on_conflict_do_update(index_elements=["name"], set_={"unit": upsert.excluded.unit})
+        with self.engine.begin() as conn:
+            camera_id = conn.execute(upsert.returning(cameras.c.id)).scalar_one()
+            run_id = conn.execute(
+                runs.insert().returning(runs.c.id),
+                {"camera_id": camera_id, "source": source, "segmenter": segmenter, "started_ts": started_ts,
+                 "status": "running", "config_json": json.dumps(config or {}, default=_json_default)},
+            ).scalar_one()  # fmt: skip
+        self._runs[run_id] = (camera_id, camera)
+        return run_id
+
+    def _camera_of(self, run_id: int) -> tuple[int, str]:
+        """(camera id, camera name) of a run, also for runs started by another process."""
+        if run_id not in self._runs:
+            with self.engine.connect() as conn:
+                row = conn.execute(
+                    select(runs.c.camera_id, cameras.c.name).join(cameras).where(runs.c.id == run_id)
+                ).one_or_none()
+            if row is None:
+                raise ValueError(f"unknown run id {run_id}")
+            self._runs[run_id] = (row.camera_id, row.name)
+        return self._runs[run_id]
+
+    def write(
+        self,
+        run_id: int,
+        *,
+        observations: Iterable[ObservationRecord] = (),
+        tracks: Iterable[TrackRecord] = (),
+        events: Iterable[EventRecord] = (),
+        alarms: Iterable[AlarmRecord] = (),
+        counts: Iterable[CountRecord] = (),
+    ) -> None:
+        """Buffer one frame's records; flush when the batch is full or old, and at once when it holds alarms.
+
+        A failing flush raises and keeps every buffered row, this frame's included.
+        """
+        camera_id, camera = self._camera_of(run_id)
+        events, alarms = list(events), list(alarms)
+        for record in (*events, *alarms):
+            if record.camera != camera:
+                raise ValueError(f"{type(record).__name__} for camera {record.camera!r} written to a run of {camera!r}")
+        self._rows["observations"].extend(_observation_row(run_id, camera_id, o) for o in observations)
+        self._rows["events"].extend(_event_row(run_id, camera_id, e) for e in events)
+        self._rows["alarms"].extend(_alarm_row(run_id, camera_id, a) for a in alarms)
+        self._rows["counts"].extend(_count_row(run_id, camera_id, c) for c in counts)
+        for t in tracks:  # only the latest record per track is written: made a row at flush
+            self._tracks[(run_id, t.track_id)] = (camera_id, t)
+        self._frames += 1
+        if alarms or self._frames >= self.batch_frames or time.monotonic() - self._last_flush >= self.batch_seconds:
+            self.flush()
+
+    def flush(self) -> None:
+        """Write everything buffered in one transaction; on error roll back, keep the buffer and raise."""
+        if any(self._rows.values()) or self._tracks:
+            with self.engine.begin() as conn:
+                if self._tracks:
+                    track_rows = [_track_row(run, camera, t) for (run, _), (camera, t) in self._tracks.items()]
+                    conn.execute(self._upsert_tracks, track_rows)
+                for name, rows in self._rows.items():
+                    if rows:
+                        conn.execute(metadata.tables[name].insert(), rows)
+            for rows in self._rows.values():
+                rows.clear()
+            self._tracks.clear()
+        self._frames = 0
+        self._last_flush = time.monotonic()
+
+    def end_run(self, run_id: int, *, frames: int, status: str, ended_ts: float) -> None:
+        """Flush, then close the run with its frame count and how it ended."""
+        if status not in RUN_STATUSES:
+            raise ValueError(f"run status must be one of {RUN_STATUSES}, not {status!r}")
+        self.flush()
+        with self.engine.begin() as conn:
+            stmt = update(runs).where(runs.c.id == run_id).values(frames=frames, status=status, ended_ts=ended_ts)
+            conn.execute(stmt)
+
+    def acknowledge(self, alarm_id: str, user: str, ts: float | None = None) -> bool:
+        """Mark an open alarm acknowledged by ``user``; False if unknown or already acknowledged.
+
+        One conditional UPDATE, so two operators acknowledging at once cannot both win.
+        """
+        stmt = (
+            update(alarms)
+            .where(alarms.c.id == alarm_id, alarms.c.state == "open")
+            .values(state="acknowledged", acknowledged_by=user, acknowledged_ts=time.time() if ts is None else ts)
+        )
+        with self.engine.begin() as conn:
+            return conn.execute(stmt).rowcount == 1
+
+    def purge_observations(self, older_than_days: float, now: float | None = None) -> int:
+        """Delete observations older than the retention period and return how many.
+
+        Only observations grow with every frame; events, alarms, tracks and counts are
+        the audit trail and stay.
+        """
+        cutoff = (time.time() if now is None else now) - older_than_days * 86400.0
+        with self.engine.begin() as conn:
+            return conn.execute(delete(observations).where(observations.c.ts < cutoff)).rowcount
+
+    def close(self) -> None:
+        """Flush what is buffered and release the connections (even when the flush fails)."""
+        try:
+            self.flush()
+        finally:
+            self.engine.dispose()
