@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import pandas as pd
-from sqlalchemy import Boolean, Double, Integer, Table, select
+from sqlalchemy import Boolean, Double, Integer, Table, func, select
 
 from analytics.store import alarms, cameras, counts, events, make_engine, observations, tracks
 
@@ -135,6 +135,33 @@ def load_counts(
 ) -> pd.DataFrame:
     """Visible-object counts; ``zone`` is None for whole-frame counts."""
     return _query(url, "counts", since, until, camera, class_name=class_name)
+
+
+def unique_counts(
+    url: str,
+    since: TimeLike | None = None,
+    until: TimeLike | None = None,
+    camera: str | None = None,
+) -> dict[str, int]:
+    """Distinct objects per class *seen* in ``[since, until)``: tracks whose life overlaps the window.
+
+    Tracks exist in the store only once confirmed, so flickers never count; a
+    track counts once however long it stays. Aggregated in SQL (GROUP BY class).
+    """
+    stmt = select(tracks.c.class_name, func.count()).join(cameras, cameras.c.id == tracks.c.camera_id)
+    if since is not None:
+        stmt = stmt.where(tracks.c.last_ts >= to_epoch(since))
+    if until is not None:
+        stmt = stmt.where(tracks.c.first_ts < to_epoch(until))
+    if camera is not None:
+        stmt = stmt.where(cameras.c.name == camera)
+    engine = make_engine(url)
+    try:
+        with engine.connect() as conn:
+            rows = conn.execute(stmt.group_by(tracks.c.class_name).order_by(tracks.c.class_name)).all()
+    finally:
+        engine.dispose()
+    return {name: int(n) for name, n in rows}
 
 
 def export_table(

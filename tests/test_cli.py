@@ -51,6 +51,12 @@ def test_corrupt_image_in_folder_keeps_earlier_results(tmp_path):
     out = tmp_path / "o"
     assert_one_line_error(maskwatch("run", str(folder), "--segmenter", "motion", "--out", str(out)), "012.png", "12 frames kept")
     assert (out / "summary.json").is_file() and (out / "observations.csv").is_file()
+    from sqlalchemy import select
+
+    from analytics.store import make_engine, runs
+
+    with make_engine(f"sqlite:///{out / 'maskwatch.db'}").connect() as conn:  # the store keeps the run, marked failed
+        assert conn.execute(select(runs.c.status, runs.c.frames)).one() == ("failed", 12)
 
 
 def test_malformed_detection_line_reports_file_and_line(tmp_path):
@@ -134,3 +140,48 @@ def test_run_replays_precomputed_masks(tmp_path):
     summary = json.loads((out / "summary.json").read_text())
     assert summary["segmenter"] == "replay" and summary["frames"] == 60
     assert sum(summary["counts_per_class"].values()) == len({line.split(" ")[1] for line in gt.read_text().splitlines()})
+
+
+def test_invalid_analytics_config_is_named(tmp_path):
+    cfg = tmp_path / "site.yaml"
+    cfg.write_text(
+        "camera:\n  calibration: {px_per_mm: 2, px_per_m: 2000}\n  zones:\n    - {name: a, circle: [10, 10, -1]}\n"
+        "rules:\n  sizes:\n    - {name: big, measure: area}\nalarms:\n  - {name: x, kinds: [explosion]}\n"
+    )
+    assert_one_line_error(maskwatch("run", "whatever.mp4", "--config", str(cfg)), "camera.calibration", "only one",
+                          "camera.zones.0", "radius", "rules.sizes.0", "min, max", "alarms.0.kinds.0")
+
+
+def test_export_ack_and_purge_commands(tmp_path):
+    from analytics.records import AlarmRecord, EventRecord, ObservationRecord
+    from analytics.store import Store
+
+    url = f"sqlite:///{tmp_path / 'site.db'}"
+    event = EventRecord("zone_enter", "gate", 1000.0, 5, 0.5, track_id=3, class_name="person", zone="pit")
+    alarm = AlarmRecord(event.id, "intrusion", "critical", "gate", 1000.0, 3)
+    with Store(url) as store:
+        run = store.start_run("gate", "gate.mp4", segmenter="motion", unit="px", started_ts=1000.0)
+        old = ObservationRecord(1000.0, 5, 0.5, 3, "person", 0.9, (0, 0, 1, 1), 0.5, 0.5, 1)
+        store.write(run, observations=[old], events=[event], alarms=[alarm])
+
+    result = maskwatch("export", "events", "--db", url, "--out", str(tmp_path / "e.parquet"), "--camera", "gate")
+    assert result.returncode == 0 and "1 events rows" in result.stdout, result.stderr
+    import pandas as pd
+
+    assert list(pd.read_parquet(tmp_path / "e.parquet").id) == [event.id]
+    assert "0 events rows" in maskwatch("export", "events", "--db", url, "--out", str(tmp_path / "e.csv"), "--since", "2001-01-01").stdout
+
+    assert maskwatch("ack", alarm.id, "--db", url, "--user", "ana").returncode == 0
+    assert_one_line_error(maskwatch("ack", alarm.id, "--db", url, "--user", "ana"), "already acknowledged")
+    assert maskwatch("export", "alarms", "--db", url, "--out", str(tmp_path / "a.csv")).returncode == 0
+    alarms = pd.read_csv(tmp_path / "a.csv")
+    assert alarms.state.tolist() == ["acknowledged"] and alarms.acknowledged_by.tolist() == ["ana"]
+
+    assert "1 observations deleted" in maskwatch("purge", "--db", url, "--older-than-days", "1").stdout
+    assert "1 events rows" in maskwatch("export", "events", "--db", url, "--out", str(tmp_path / "e2.csv")).stdout  # kept
+
+    assert_one_line_error(maskwatch("export", "events", "--db", f"sqlite:///{tmp_path / 'nope.db'}", "--out", str(tmp_path / "x.csv")),
+                          "store not found")
+    assert_one_line_error(maskwatch("export", "events", "--db", url, "--out", str(tmp_path / "x.xlsx")), ".csv or .parquet")
+    assert_one_line_error(maskwatch("export", "events", "--db", "postgresql+psycopg://u:secret@127.0.0.1:1/x", "--out",
+                                    str(tmp_path / "x.csv")), "u:***@")

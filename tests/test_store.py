@@ -20,7 +20,7 @@ import pytest
 from sqlalchemy import Executable, Table, delete, event, func, inspect, select, text
 from sqlalchemy.exc import IntegrityError
 
-from analytics import export_table, load_alarms, load_counts, load_events, load_observations, load_tracks
+from analytics import export_table, load_alarms, load_counts, load_events, load_observations, load_tracks, unique_counts
 from analytics.records import (
     SIZE_FIELDS,
     AlarmRecord,
@@ -240,6 +240,16 @@ def test_loaders_filter_by_time_camera_and_kind(two_cameras: str) -> None:
     assert len(load_alarms(url, camera="dock", state="open")) == 4
     assert list(load_counts(url, camera="gate", since=T0 + 480).visible) == [8, 9]
     assert load_events(url, camera="nowhere").empty
+
+
+def test_unique_counts_are_tracks_seen_in_the_window(two_cameras: str) -> None:
+    url = two_cameras  # track k of each camera lives [T0 + 60k, T0 + 60k + 30]; even k bottles, odd k persons
+    assert unique_counts(url) == {"bottle": 10, "person": 10}
+    assert unique_counts(url, camera="gate") == {"bottle": 5, "person": 5}
+    # [T0 + 100, T0 + 200): track 1 ended at T0 + 90 (out), 2 at 120..150 (in), 3 at 180..210 (in), 4 starts at 240 (out)
+    assert unique_counts(url, since=T0 + 100, until=T0 + 200, camera="dock") == {"bottle": 1, "person": 1}
+    assert unique_counts(url, since=T0 + 95, until=T0 + 119) == {}
+    assert unique_counts(url, since=T0 + 89, until=T0 + 91) == {"person": 2}  # track 1 of both cameras, seen till T0 + 90
 
 
 def test_the_dashboard_queries_have_indexes(store_url: str) -> None:
