@@ -72,9 +72,22 @@ class _TrackSummary:
     snapshot: str | None = None
 
 
+def quartiles(values: np.ndarray) -> np.ndarray:
+    """25th, 50th and 75th percentiles along axis 0 (numpy's default linear method), from one sort.
+
+    np.percentile costs ~200 µs of overhead per call; this runs for every live track.
+    """
+    ordered = np.sort(values, axis=0)
+    position = np.array([0.25, 0.5, 0.75]) * (len(ordered) - 1)
+    low = np.floor(position).astype(int)
+    high = np.minimum(low + 1, len(ordered) - 1)
+    weight = (position - low).reshape(-1, *([1] * (ordered.ndim - 1)))
+    return ordered[low] * (1 - weight) + ordered[high] * weight
+
+
 def median_iqr(samples) -> dict[str, tuple[float, float]]:
-    """Median and interquartile range of each size field over ``samples`` (rows of SIZE_FIELDS), in one pass."""
-    q1, q2, q3 = np.percentile(np.asarray(samples, dtype=np.float64), [25, 50, 75], axis=0)
+    """Median and interquartile range of each size field over ``samples`` (rows of SIZE_FIELDS)."""
+    q1, q2, q3 = quartiles(np.asarray(samples, dtype=np.float64))
     return {name: (float(q2[i]), float(q3[i] - q1[i])) for i, name in enumerate(SIZE_FIELDS)}
 
 
@@ -165,14 +178,15 @@ class Analyzer:
             self.event_totals[event.kind] = self.event_totals.get(event.kind, 0) + 1
         self.alarm_total += len(out.alarms)
 
-        if observing:
+        summarizing = pts + 1e-9 >= self._next_count_pts  # counts and live track summaries: every count_every_s
+        if summarizing:
             out.tracks = [self.track_record(tid) for tid in current]
         out.tracks += [self.track_record(tid) for tid in result.removed_ids if tid in self.tracks]
         for tid in result.removed_ids:
             self.lines.forget(tid)
             self.tracks.pop(tid, None)
         self._classes_seen.update(out.visible)
-        if pts + 1e-9 >= self._next_count_pts:
+        if summarizing:
             out.counts = self._count_records(out, ts, frame)
             self._next_count_pts = pts + self.sampling.count_every_s
         return out
@@ -200,7 +214,7 @@ class Analyzer:
         sizes = median_iqr(s.sizes) if s.sizes else {}
         return TrackRecord(
             track_id, s.class_name, s.first_ts, s.last_ts, s.first_frame, s.last_frame, s.frames_seen, self.calibration.unit,
-            sizes, len(s.sizes), float(np.median(s.speeds)) if s.speeds else None, s.snapshot,
+            sizes, len(s.sizes), float(quartiles(np.asarray(s.speeds))[1]) if s.speeds else None, s.snapshot,
         )
 
     def _summary(self, obs: TrackObservation, ts: float) -> _TrackSummary:
@@ -247,7 +261,7 @@ class Analyzer:
             n = len(summary.sizes)
             if n < rule.min_samples or n % rule.min_samples:  # judged at min_samples, then every min_samples more
                 continue
-            value = float(np.median([sample[SIZE_FIELDS.index(rule.measure)] for sample in summary.sizes]))
+            value = float(quartiles(np.asarray([sample[SIZE_FIELDS.index(rule.measure)] for sample in summary.sizes]))[1])
             if _outside(rule, value):
                 summary.fired.add(rule.name)
                 unit = self.calibration.unit + ("²" if rule.measure == "area" else "")

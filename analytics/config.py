@@ -100,7 +100,7 @@ class SamplingConfig(_Strict):
 
     measure_every: int = Field(5, ge=1, description="Measure sizes on every n-th frame (about 50 µs per track).")
     observe_every: int = Field(5, ge=1, description="Store an observation row per track every n-th frame.")
-    count_every_s: float = Field(1.0, gt=0, description="Store visible counts every this many seconds of video.")
+    count_every_s: float = Field(1.0, gt=0, description="Store visible counts and live track summaries this often (video s).")
     snapshots: bool = Field(True, description="Save a JPEG snapshot with each event.")
 
 

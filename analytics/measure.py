@@ -97,11 +97,15 @@ def touching(masks: list[CropMask]) -> np.ndarray:
 
 
 def _touch(a: CropMask, b: CropMask) -> bool:
-    """Does ``a`` grown by one pixel meet ``b``?"""
-    grown = cv2.dilate(np.pad(a.crop.view(np.uint8), 1), _KERNEL).astype(bool)
-    ax0, ay0 = a.x0 - 1, a.y0 - 1
-    ix0, iy0 = max(ax0, b.x0), max(ay0, b.y0)
-    ix1, iy1 = min(ax0 + grown.shape[1], b.x1), min(ay0 + grown.shape[0], b.y1)
+    """Does ``a`` grown by one pixel (8-connected) meet ``b``? Only the pixels near their contact are read."""
+    ix0, iy0 = max(a.x0 - 1, b.x0), max(a.y0 - 1, b.y0)  # where a's one-pixel growth can reach b
+    ix1, iy1 = min(a.x1 + 1, b.x1), min(a.y1 + 1, b.y1)
     if ix1 <= ix0 or iy1 <= iy0:
         return False
-    return bool(np.any(grown[iy0 - ay0 : iy1 - ay0, ix0 - ax0 : ix1 - ax0] & b.crop[iy0 - b.y0 : iy1 - b.y0, ix0 - b.x0 : ix1 - b.x0]))
+    near = np.zeros((iy1 - iy0 + 2, ix1 - ix0 + 2), np.uint8)  # a's pixels in that window and its 1-px rim
+    sx0, sy0 = max(ix0 - 1, a.x0), max(iy0 - 1, a.y0)
+    sx1, sy1 = min(ix1 + 1, a.x1), min(iy1 + 1, a.y1)
+    if sx1 > sx0 and sy1 > sy0:
+        near[sy0 - iy0 + 1 : sy1 - iy0 + 1, sx0 - ix0 + 1 : sx1 - ix0 + 1] = a.crop[sy0 - a.y0 : sy1 - a.y0, sx0 - a.x0 : sx1 - a.x0]
+    grown = cv2.dilate(near, _KERNEL)[1:-1, 1:-1].view(bool)
+    return bool(np.any(grown & b.crop[iy0 - b.y0 : iy1 - b.y0, ix0 - b.x0 : ix1 - b.x0]))

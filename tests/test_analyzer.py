@@ -134,5 +134,17 @@ def test_sampling_of_observations_counts_and_measurements():
     counts = [(c.frame, c.class_name, c.zone, c.visible) for r in results for c in r.counts]
     assert (0, "bottle", None, 1) in counts and (5, "bottle", "left", 1) in counts and (10, "person", "left", 0) in counts
     assert sorted({c[0] for c in counts}) == [0, 5, 10]
-    records = [t for r in results for t in r.tracks]
-    assert {t.track_id for t in records} == {1, 2} and records[-1].frames_seen == 11
+    records = [(r.frame, t.track_id, t.frames_seen) for r in results for t in r.tracks]  # summaries every 0.5 s
+    assert records == [(0, 1, 1), (0, 2, 1), (5, 1, 6), (5, 2, 6), (10, 1, 11), (10, 2, 11)]
+    final = analyzer.close(11, 1001.1, 1.1).tracks
+    assert [(t.track_id, t.frames_seen, t.last_frame) for t in final] == [(1, 12, 11), (2, 12, 11)]
+
+
+def test_quartiles_match_numpy_percentile():
+    from analytics.analyzer import quartiles
+
+    rng = np.random.default_rng(0)
+    for n in (1, 2, 5, 10, 101):
+        values = rng.random((n, 5))
+        assert np.allclose(quartiles(values), np.percentile(values, [25, 50, 75], axis=0))
+        assert np.allclose(quartiles(values[:, 0]), np.percentile(values[:, 0], [25, 50, 75]))

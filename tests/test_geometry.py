@@ -2,6 +2,7 @@
 
 import math
 
+import cv2
 import numpy as np
 import pytest
 
@@ -88,3 +89,14 @@ def test_border_and_contact_flags():
     # a and b share an edge; c and d meet only at a corner: (54, 54) and (55, 55) are 8-neighbours
     assert touching([a, b, c, d]).tolist() == [True, True, True, True]
     assert touching([a, rect(21, 10, 5, 5), rect(50, 50, 5, 5)]).tolist() == [False, False, False]
+
+
+def test_contact_matches_a_full_frame_dilation():
+    rng = np.random.default_rng(0)
+    kernel = np.ones((3, 3), np.uint8)
+    for _ in range(500):
+        masks = [CropMask(rng.random(tuple(rng.integers(1, 12, 2))) > 0.5, *map(int, rng.integers(20, 40, 2))) for _ in range(3)]
+        full = [m.to_full(64, 64) for m in masks]
+        grown = [cv2.dilate(f.astype(np.uint8), kernel).astype(bool) for f in full]
+        expected = [any((grown[i] & full[j]).any() for j in range(3) if j != i) for i in range(3)]
+        assert touching(masks).tolist() == expected
