@@ -67,8 +67,29 @@ class CropMask:
         return out
 
     def to_rle(self, height: int, width: int) -> dict:
-        """COCO RLE of the mask in an ``(height, width)`` frame; counts as str."""
-        rle = mask_utils.encode(np.asfortranarray(self.to_full(height, width).astype(np.uint8)))
+        """COCO RLE of the mask in an ``(height, width)`` frame; counts as str.
+
+        Runs are computed over the crop's columns only (RLE is column-major, so the
+        columns left and right of the crop are one run each): no full-frame array.
+        """
+        m = self.clipped(height, width)
+        if m.area == 0:
+            counts = [height * width]
+        else:
+            columns = np.zeros((m.x1 - m.x0, height), dtype=bool)  # one row per frame column in the crop's span
+            columns[:, m.y0 : m.y1] = m.crop.T
+            flat = columns.ravel()
+            edges = np.flatnonzero(flat[1:] != flat[:-1]) + 1
+            counts = np.diff(np.concatenate(([0], edges, [flat.size]))).tolist()
+            if flat[0]:
+                counts.insert(0, 0)  # RLE starts with a (here empty) run of zeros
+            if flat[-1]:
+                counts.append(0)
+            counts[0] += m.x0 * height
+            counts[-1] += (width - m.x1) * height
+            if counts[-1] == 0:
+                counts.pop()  # as pycocotools writes it: no empty run at the end
+        rle = mask_utils.frPyObjects({"size": [height, width], "counts": counts}, height, width)
         rle["counts"] = rle["counts"].decode("ascii")
         return rle
 

@@ -66,3 +66,15 @@ def test_buffered_iou_overlaps_where_plain_iou_is_zero():
     assert buffered_box_iou(a, b, 0.0)[0, 0] == 0
     # grown by 3 px each side: [-3,13] and [9,25] overlap by 4 of 16+16-4 wide
     assert buffered_box_iou(a, b, 0.3)[0, 0] == pytest.approx(4 / 28)
+
+
+def test_rle_from_the_crop_equals_pycocotools_on_the_full_frame():
+    from pycocotools import mask as mask_utils
+
+    rng = np.random.default_rng(1)
+    for _ in range(2000):
+        height, width = (int(v) for v in rng.integers(1, 30, 2))
+        crop = rng.random(tuple(int(v) for v in rng.integers(1, 12, 2))) > rng.random()
+        mask = CropMask(crop, int(rng.integers(-8, width)), int(rng.integers(-8, height)))  # partly outside at times
+        expected = mask_utils.encode(np.asfortranarray(mask.to_full(height, width).astype(np.uint8)))
+        assert mask.to_rle(height, width) == {"size": [height, width], "counts": expected["counts"].decode("ascii")}
