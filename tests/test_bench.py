@@ -1,0 +1,27 @@
+"""The benchmark scripts run end to end (tiny sizes, CPU) and print their figures."""
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def run_script(*args: str) -> str:
+    result = subprocess.run([sys.executable, *args], capture_output=True, text=True, cwd=REPO, timeout=600)
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+def test_segmenter_gpu_bench_runs_on_cpu_at_small_sizes():
+    out = run_script("bench/segmenter_gpu.py", "--smoke")
+    assert "device: CPU" in out
+    assert re.search(r"smoke: reference loop .* [\d.]+ frames/s", out)
+    assert len(re.findall(r"smoke: maskwatch batch +\d+: +[\d.]+ frames/s \([\d.]+x the reference\).*50 masks per frame", out)) == 2
+
+
+def test_analytics_bench_prints_each_configuration():
+    out = run_script("bench/analytics_speed.py", "--frames", "10", "--objects", "10", "--zones", "3")
+    for label in ("sizes every frame", "sizes every 5th frame", "zones/lines/counts", "reference: full-frame"):
+        assert re.search(re.escape(label) + r".*[\d.]+ ms/frame", out), label
