@@ -292,7 +292,8 @@ class Analyzer:
             if last is not None and event.ts - last < rule.cooldown_s:
                 continue
             self._cooldown[key] = event.ts
-            alarms.append(AlarmRecord(event.id, rule.name, rule.severity, event.camera, event.ts, event.track_id))
+            alarms.append(AlarmRecord(event.id, rule.name, rule.severity, event.camera, event.ts, event.track_id,
+                                      channels=tuple(rule.notify)))
         return alarms
 
     def _count_records(self, out: FrameAnalytics, ts: float, frame: int) -> list[CountRecord]:

@@ -93,6 +93,7 @@ class AlarmRule(_Strict):
     classes: list[str] | None = None
     severity: Severity = "warning"
     cooldown_s: float = Field(60.0, ge=0)
+    notify: list[str] = Field(default_factory=list, description="Webhook names and/or 'mqtt' to deliver the alarm to.")
 
 
 class SamplingConfig(_Strict):

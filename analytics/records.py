@@ -110,6 +110,7 @@ class AlarmRecord:
     track_id: int | None
     id: str = field(default_factory=new_id)
     state: Literal["open", "acknowledged"] = "open"
+    channels: tuple[str, ...] = ()  # where to deliver it (webhook names, "mqtt"): one outbox row each
 
 
 @dataclass(frozen=True, slots=True)
