@@ -53,3 +53,35 @@ if setup_postgresql; then
 else
     echo "services: PostgreSQL on 127.0.0.1:5432 could not be set up; its tests will skip"
 fi
+
+# MQTT broker for tests/test_mqtt.py: Mosquitto on 127.0.0.1:1883, anonymous clients allowed.
+mqtt_answers() { timeout 2 bash -c ': >/dev/tcp/127.0.0.1/1883' 2>/dev/null; }
+
+mqtt_wait() {
+    for _ in $(seq 10); do mqtt_answers && return 0; sleep 0.5; done
+    return 1
+}
+
+setup_mosquitto() {
+    mqtt_answers && return 0
+    local mosquitto conf
+    mosquitto=$(command -v mosquitto || echo /usr/sbin/mosquitto)
+    if [ ! -x "$mosquitto" ]; then
+        echo "services: installing Mosquitto (apt-get)"
+        command -v apt-get >/dev/null 2>&1 || return 1
+        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mosquitto >/dev/null || return 1
+    fi
+    # Debian's service: with no listener configured, Mosquitto 2 serves anonymous clients on localhost only
+    service mosquitto start >/dev/null 2>&1 && mqtt_wait && return 0
+    # no init system (containers): run it ourselves with a minimal config
+    conf="${TMPDIR:-/tmp}/maskwatch-mosquitto.conf"
+    printf '%s\n' "listener 1883 127.0.0.1" "allow_anonymous true" >"$conf" || return 1
+    "$mosquitto" -d -c "$conf" || return 1
+    mqtt_wait
+}
+
+if setup_mosquitto; then
+    echo "services: Mosquitto ready on 127.0.0.1:1883 (anonymous)"
+else
+    echo "services: no MQTT broker could be started on 127.0.0.1:1883; its tests will skip"
+fi

@@ -1,4 +1,4 @@
-"""``maskwatch`` command line: run, track, eval, demo, export, purge, ack.
+"""``maskwatch`` command line: run, serve, track, eval, demo, export, purge, ack.
 
 Bad input (files, config, weights) is reported as one line on stderr with exit
 code 2; ``--debug`` shows the traceback instead.
@@ -143,6 +143,22 @@ def demo(
     summary, truth = run_demo(out, render=render, console=err_console)
     print_summary(summary)
     console.print("ground truth per class: " + ", ".join(f"{k}={v}" for k, v in truth.items()))
+
+
+@app.command()
+def serve(
+    config: Path = typer.Option(..., "--config", "-c", help="Site YAML with a 'cameras:' list."),
+    out: Path = typer.Option(Path("serve-out"), "--out", "-o", help="Folder for the store, snapshots and live files."),
+) -> None:
+    """Run every configured camera continuously, deliver alarms, serve /healthz and /metrics."""
+    import logging
+
+    from maskwatch.config import load_config
+    from maskwatch.serve import serve as run_service
+
+    cfg = load_config(config)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    raise typer.Exit(run_service(cfg, out))
 
 
 @app.command()

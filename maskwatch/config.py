@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from analytics.config import AlarmRule, CameraConfig, RulesConfig, SamplingConfig, StoreConfig
 from segmenter.errors import InputError
@@ -36,6 +36,27 @@ class OutputSection(BaseModel):
     parquet: bool = Field(True, description="Write Parquet beside the CSV files.")
 
 
+class LiveCameraConfig(CameraConfig):
+    """A camera of ``maskwatch serve``: where its frames come from, plus its analytics geometry."""
+
+    source: str | int = Field(description="rtsp://, rtsps://, http(s):// URL, a video file, or a device index.")
+    loop: bool = Field(False, description="Files only: start again at the end (a file standing in for a camera).")
+    fps: float = Field(15.0, gt=0, description="Frames/s the worker processes; time-based settings are converted with it.")
+    stall_s: float = Field(5.0, gt=0, description="No frame for this long counts as a failure: reconnect.")
+    backoff_max_s: float = Field(30.0, gt=0, description="Longest wait between reconnection attempts.")
+
+
+class ServiceSection(BaseModel):
+    """``maskwatch serve``: health/metrics endpoint and the live files the dashboard reads."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    listen: str = Field("127.0.0.1:9108", pattern=r"^[^:]*:\d+$", description="host:port of /healthz and /metrics.")
+    live_dir: str = Field("live", description="Per-camera status JSON and latest JPEG (relative to --out unless absolute).")
+    live_jpeg_every_s: float = Field(0.25, gt=0, description="How often the latest annotated frame is written.")
+    restart_backoff_max_s: float = Field(30.0, gt=0, description="Longest wait before restarting a dead camera worker.")
+
+
 class AppConfig(BaseModel):
     """The whole configuration of ``maskwatch run``/``track``."""
 
@@ -49,6 +70,16 @@ class AppConfig(BaseModel):
     sampling: SamplingConfig = Field(default_factory=SamplingConfig)
     store: StoreConfig = Field(default_factory=StoreConfig)
     output: OutputSection = Field(default_factory=OutputSection)
+    cameras: list[LiveCameraConfig] = Field(default_factory=list, description="maskwatch serve: the cameras to run.")
+    service: ServiceSection = Field(default_factory=ServiceSection)
+
+    @model_validator(mode="after")
+    def _unique_cameras(self) -> AppConfig:
+        names = [c.name for c in self.cameras]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise ValueError(f"camera names must be unique: {', '.join(duplicates)}")
+        return self
 
 
 def format_validation_error(error: ValidationError, source: str) -> str:

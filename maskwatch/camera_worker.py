@@ -1,0 +1,119 @@
+"""One live camera, in its own process: latest frame → segment → track → analyse → store.
+
+Each camera is its own failure domain: a crash, a hang in a driver or a bad
+stream takes down this process only; the service restarts it. The worker
+publishes what the dashboard and ``/metrics`` need as two small files in
+``live_dir`` — ``<camera>.json`` (health, counts) and ``<camera>.jpg`` (the
+latest annotated frame, a few times a second) — written atomically, so
+readers never see half a file and the worker never waits for a reader.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import time
+from pathlib import Path
+
+import cv2
+
+from analytics.analyzer import Analyzer
+from maskwatch.config import AppConfig, LiveCameraConfig
+from maskwatch.live import LiveSource, redact_url
+from maskwatch.pipeline import build_segmenter, open_store, store_url
+from maskwatch.render import draw_frame
+from tracker.tracker import MaskTracker
+
+log = logging.getLogger(__name__)
+
+
+def safe_name(camera: str) -> str:
+    """The camera's name as a file name (the live files are ``<safe_name>.json/.jpg``)."""
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in camera) or "camera"
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
+def run_camera(config: AppConfig, camera: LiveCameraConfig, out_dir: Path) -> None:
+    """The worker's main loop; returns (exit 0) on SIGTERM/SIGINT after flushing the store."""
+    stopping = False
+
+    def stop(*_: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+
+    live_dir = Path(config.service.live_dir) if Path(config.service.live_dir).is_absolute() else out_dir / config.service.live_dir
+    live_dir.mkdir(parents=True, exist_ok=True)
+    status_path, frame_path = live_dir / f"{safe_name(camera.name)}.json", live_dir / f"{safe_name(camera.name)}.jpg"
+    source = LiveSource(camera.source, loop=camera.loop, stall_s=camera.stall_s, backoff_max_s=camera.backoff_max_s)
+    segmenter = build_segmenter(config.segmenter)
+    fps = camera.fps
+    tracker = MaskTracker(config.tracker, fps=fps)
+    snapshot_dir = Path(config.store.snapshot_dir) if config.store.snapshot_dir else out_dir / "snapshots"
+    analyzer = Analyzer(camera, config.rules, config.alarms, fps=fps, sampling=config.sampling, snapshot_dir=snapshot_dir)
+    store = open_store(store_url(config, out_dir), config)
+    started = time.time()
+    run_id = store.start_run(camera.name, redact_url(str(camera.source)), segmenter=config.segmenter.name,
+                             unit=analyzer.calibration.unit, started_ts=started, config=config.model_dump(mode="json"))
+    frames, lag, last_publish, last_jpeg, processed_times = 0, 0.0, 0.0, 0.0, []
+    size = None
+    visible: dict[str, int] = {}
+    occupancy: dict[str, dict[str, int]] = {}
+    status = "finished"
+    source.start()
+    try:
+        while not stopping:
+            frame = source.read(timeout=0.5)
+            now = time.time()
+            if frame is not None:
+                if size is not None and frame.image.shape[:2] != size:  # the stream changed size after a reconnect
+                    tracker = MaskTracker(config.tracker, fps=fps)
+                size = frame.image.shape[:2]
+                detections = segmenter.segment([frame.image])[0]
+                result = tracker.update(detections)
+                analysis = analyzer.update(frames, now - started, frame.ts, frame.image, result)
+                store.write(run_id, observations=analysis.observations, tracks=analysis.tracks, events=analysis.events,
+                            alarms=analysis.alarms, counts=analysis.counts)
+                frames += 1
+                now = time.time()
+                lag = now - frame.ts
+                processed_times = [t for t in processed_times if now - t < 5.0] + [now]
+                if now - last_jpeg >= config.service.live_jpeg_every_s:
+                    image = draw_frame(frame.image, result.tracks, camera, analyzer.zones.regions)
+                    ok, data = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, 80])
+                    if ok:
+                        write_atomic(frame_path, data.tobytes())
+                    last_jpeg = now
+                visible, occupancy = analysis.visible, analysis.occupancy
+            if now - last_publish >= 0.5:
+                state = source.state()
+                processing_fps = (len(processed_times) - 1) / (processed_times[-1] - processed_times[0]) if len(processed_times) > 1 else 0.0
+                write_atomic(status_path, json.dumps({
+                    "camera": camera.name, "pid": os.getpid(), "updated_ts": now, "run_id": run_id,
+                    "source": state.source, "connected": state.connected, "fps_in": state.fps_in,
+                    "fps_out": round(processing_fps, 2), "dropped": state.dropped, "reconnects": state.reconnects,
+                    "last_error": state.last_error, "backoff_s": state.backoff_s, "frame_size": state.frame_size,
+                    "lag_s": round(lag, 3) if frame is not None or state.connected else None, "frames": frames,
+                    "visible": visible, "occupancy": occupancy,
+                    "unique": dict(sorted(analyzer.unique.items())), "line_counts": analyzer.line_counts(),
+                    "alarms": analyzer.alarm_total,
+                }).encode())
+                last_publish = now
+    except Exception:
+        status = "failed"
+        raise
+    finally:
+        source.stop()
+        closing = analyzer.close(max(frames - 1, 0), time.time(), time.time() - started)
+        store.write(run_id, events=closing.events, alarms=closing.alarms, tracks=closing.tracks)
+        store.end_run(run_id, frames=frames, status=status, ended_ts=time.time())
+        store.close()

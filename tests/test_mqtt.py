@@ -1,0 +1,223 @@
+"""The MQTT channel against a real broker on 127.0.0.1:1883 (Mosquitto, started by .ci/services.sh).
+
+Every test gets its own topic prefix, so retained messages of one test are never
+seen by another, and clears what it retained when it ends.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import paho.mqtt.client as mqtt
+import pytest
+from paho.mqtt.enums import CallbackAPIVersion
+from pydantic import ValidationError
+
+from analytics.mqtt import MqttChannel, MqttConfig, MqttPublisher
+
+BROKER = ("127.0.0.1", 1883)
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _broker_answers() -> bool:
+    try:
+        with socket.create_connection(BROKER, timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+class Subscriber:
+    """A separate paho client that records what the broker sends to ``topic`` (retained messages first)."""
+
+    def __init__(self, topic: str) -> None:
+        self.messages: queue.Queue[mqtt.MQTTMessage] = queue.Queue()
+        subscribed = threading.Event()
+        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"mw-test-sub-{uuid.uuid4().hex[:12]}")
+        self.client.on_connect = lambda client, *_: client.subscribe(topic, qos=1)
+        self.client.on_subscribe = lambda *_: subscribed.set()
+        self.client.on_message = lambda _client, _userdata, message: self.messages.put(message)
+        self.client.connect(*BROKER, keepalive=10)
+        self.client.loop_start()
+        assert subscribed.wait(5), f"no SUBACK for {topic}"
+
+    def next(self, topic: str, timeout: float = 5.0) -> mqtt.MQTTMessage:
+        """The next message on ``topic``, skipping others; fails after ``timeout`` s."""
+        deadline = time.monotonic() + timeout
+        while (left := deadline - time.monotonic()) > 0:
+            try:
+                message = self.messages.get(timeout=left)
+            except queue.Empty:
+                break
+            if message.topic == topic:
+                return message
+        pytest.fail(f"nothing on {topic} within {timeout} s")
+
+    def drain(self, quiet_s: float = 0.3) -> list[mqtt.MQTTMessage]:
+        """Everything that arrives until the broker has been quiet for ``quiet_s``."""
+        messages = []
+        while True:
+            try:
+                messages.append(self.messages.get(timeout=quiet_s))
+            except queue.Empty:
+                return messages
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+@pytest.fixture
+def prefix() -> Iterator[str]:
+    """A topic prefix of this test's own; its retained messages are cleared afterwards."""
+    if not _broker_answers():
+        pytest.skip("no MQTT broker answers on 127.0.0.1:1883 (.ci/services.sh starts Mosquitto)")
+    prefix = f"mwtest-{uuid.uuid4().hex}"
+    yield prefix
+    sweeper = Subscriber(f"{prefix}/#")
+    retained = {m.topic for m in sweeper.drain() if m.retain}
+    for topic in retained:
+        sweeper.client.publish(topic, b"", qos=1, retain=True).wait_for_publish(5)
+    sweeper.close()
+
+
+def _config(prefix: str, **overrides: object) -> MqttConfig:
+    return MqttConfig(topic_prefix=prefix, client_id=f"mw-test-{uuid.uuid4().hex[:12]}", **overrides)
+
+
+@pytest.fixture
+def publisher(prefix: str) -> Iterator[MqttPublisher]:
+    publisher = MqttPublisher(_config(prefix))
+    assert publisher.connect(timeout=5)
+    yield publisher
+    publisher.close()
+
+
+def _alarm_payload(camera: str) -> bytes:
+    return json.dumps({"id": str(uuid.uuid4()), "camera": camera, "rule": "intrusion", "severity": "critical"}).encode()
+
+
+def test_alarm_arrives_on_its_topic_with_the_exact_payload_at_qos1_not_retained(
+    prefix: str, publisher: MqttPublisher
+) -> None:
+    topic = f"{prefix}/gate-north/alarm"
+    subscriber = Subscriber(topic)
+    payload = _alarm_payload("gate-north")
+
+    result = MqttChannel(publisher).deliver(payload, message_id="m-1", timestamp=int(time.time()))
+
+    assert result.ok and result.error is None
+    message = subscriber.next(topic)
+    assert message.payload == payload
+    assert message.qos == 1
+    subscriber.close()
+    late = Subscriber(f"{prefix}/#")
+    assert late.next(f"{prefix}/status").payload == b"online"  # retained messages did arrive...
+    assert topic not in {m.topic for m in late.drain()}  # ...but not the alarm
+    late.close()
+
+
+def test_counts_are_retained_so_a_late_subscriber_sees_the_latest(prefix: str, publisher: MqttPublisher) -> None:
+    assert publisher.publish_counts("belt", 100.0, {"bottle": 3}, {"pallet": {"bottle": 1}})
+    assert publisher.publish_counts("belt", 101.0, {"bottle": 4, "person": 1}, {"pallet": {"bottle": 2}})
+
+    late = Subscriber(f"{prefix}/belt/counts")
+    message = late.next(f"{prefix}/belt/counts")
+    late.close()
+
+    assert message.retain and message.qos == 1
+    assert json.loads(message.payload) == {
+        "ts": 101.0,
+        "visible": {"bottle": 4, "person": 1},
+        "zones": {"pallet": {"bottle": 2}},
+    }
+
+
+def test_camera_and_service_status_are_retained(prefix: str) -> None:
+    publisher = MqttPublisher(_config(prefix))
+    assert publisher.connect(timeout=5)
+
+    def retained(topic: str) -> bytes:
+        late = Subscriber(topic)
+        message = late.next(topic)
+        late.close()
+        assert message.retain
+        return message.payload
+
+    assert publisher.camera_status("dock", online=True)
+    assert retained(f"{prefix}/dock/status") == b"online"
+    assert retained(f"{prefix}/status") == b"online"
+    assert publisher.camera_status("dock", online=False)
+    assert retained(f"{prefix}/dock/status") == b"offline"
+    assert publisher.camera_status("yard", online=True)
+
+    publisher.close()  # a clean disconnect discards the will: close says offline itself, for cameras too
+
+    assert retained(f"{prefix}/status") == b"offline"
+    assert retained(f"{prefix}/yard/status") == b"offline"
+
+
+def test_last_will_says_offline_when_the_process_is_killed(prefix: str) -> None:
+    config = _config(prefix)
+    subscriber = Subscriber(f"{prefix}/status")
+    script = textwrap.dedent(f"""
+        import time
+        from analytics.mqtt import MqttConfig, MqttPublisher
+        publisher = MqttPublisher(MqttConfig.model_validate_json({config.model_dump_json()!r}))
+        assert publisher.connect(timeout=10)
+        time.sleep(60)
+    """)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
+    process = subprocess.Popen([sys.executable, "-c", script], cwd=REPO, env=env)
+    try:
+        assert subscriber.next(f"{prefix}/status", timeout=20).payload == b"online"
+        os.kill(process.pid, signal.SIGKILL)
+        process.wait(timeout=5)
+        message = subscriber.next(f"{prefix}/status", timeout=5)
+    finally:
+        process.kill()
+        process.wait()
+        subscriber.close()
+
+    assert message.payload == b"offline" and message.qos == 1
+    late = Subscriber(f"{prefix}/status")
+    assert late.next(f"{prefix}/status").payload == b"offline"  # and the will is retained
+    late.close()
+
+
+def test_channel_failure_is_retryable_when_the_broker_is_unreachable(prefix: str) -> None:
+    with socket.socket() as probe:  # a port nobody listens on: bound, then released
+        probe.bind(("127.0.0.1", 0))
+        closed_port = probe.getsockname()[1]
+    publisher = MqttPublisher(_config(prefix, port=closed_port))
+    assert not publisher.connect(timeout=0.5)
+
+    result = MqttChannel(publisher).deliver(_alarm_payload("gate"), message_id="m-2", timestamp=int(time.time()))
+    publisher.close()
+
+    assert not result.ok and not result.permanent
+    assert f"127.0.0.1:{closed_port}" in result.error
+    assert MqttChannel(publisher).name == "mqtt"
+
+
+def test_config_hides_the_password_and_rejects_unknown_keys() -> None:
+    config = MqttConfig(username="nvr", password="hunter2")
+    assert "hunter2" not in repr(config) and "hunter2" not in config.model_dump_json()
+    assert config.client_id == f"maskwatch-{socket.gethostname()}"
+    assert config.alarm_topic("a/b#") == "maskwatch/a_b_/alarm"
+    with pytest.raises(ValidationError):
+        MqttConfig(prefix="x")
+    with pytest.raises(ValidationError):
+        MqttConfig(qos=0)
