@@ -39,7 +39,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.reasoncodes import ReasonCode
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
-from analytics.delivery import DeliveryResult
+from analytics.delivery import DeliveryResult, SnapshotMode
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +65,7 @@ class MqttConfig(BaseModel):
     qos: Literal[1, 2] = Field(1, description="0 is not offered: an alarm counts as delivered only once acknowledged.")
     keepalive: int = Field(30, ge=5, description="Seconds; the broker fires the last will after 1.5× this of silence.")
     tls: bool = Field(False, description="Verify the broker's certificate against the system CAs.")
+    snapshot: SnapshotMode = Field("url", description="Event snapshot in the alarm: URL, inline base64 JPEG, or none.")
 
     def alarm_topic(self, camera: str) -> str:
         return f"{self.topic_prefix}/{_segment(camera)}/alarm"
@@ -88,15 +89,15 @@ class MqttPublisher:
     """One broker connection kept up in paho's network thread; publishes wait for the broker's ack.
 
     The last will (``offline`` on the service status) is registered before the first
-    connect; ``online`` is published on every (re)connect, together with the status of
-    cameras currently online, since a broker without persistence forgets retained
-    messages when it restarts.
+    connect; ``online`` is published on every (re)connect, together with every
+    camera's status, since a broker without persistence forgets retained messages
+    when it restarts.
     """
 
     def __init__(self, config: MqttConfig) -> None:
         self.config = config
         self._connected = threading.Event()
-        self._online_cameras: set[str] = set()
+        self._cameras: dict[str, bool] = {}  # camera → online, as the broker last acknowledged it
         self._lock = threading.Lock()
         client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=config.client_id)
         if config.username is not None:
@@ -157,11 +158,19 @@ class MqttPublisher:
         return self.publish(self.config.counts_topic(camera), payload, qos=self.config.qos, retain=True)
 
     def camera_status(self, camera: str, online: bool) -> bool:
-        """Retained ``online``/``offline`` for one camera; re-announced after every reconnect."""
+        """Retained ``online``/``offline`` for one camera; re-announced after every reconnect.
+
+        Cheap to call every second: a status the broker already holds is not sent again.
+        """
         with self._lock:
-            (self._online_cameras.add if online else self._online_cameras.discard)(camera)
+            if self._cameras.get(camera) is online:
+                return True
         payload = ONLINE if online else OFFLINE
-        return self.publish(self.config.status_topic(camera), payload, qos=self.config.qos, retain=True)
+        if not self.publish(self.config.status_topic(camera), payload, qos=self.config.qos, retain=True):
+            return False
+        with self._lock:
+            self._cameras[camera] = online
+        return True
 
     def close(self, timeout: float = 5.0) -> None:
         """Say ``offline`` (cameras still online, then the service) and disconnect.
@@ -170,8 +179,8 @@ class MqttPublisher:
         published here instead.
         """
         with self._lock:
-            cameras = sorted(self._online_cameras)
-        for camera in cameras:
+            online = sorted(camera for camera, is_online in self._cameras.items() if is_online)
+        for camera in online:
             self.camera_status(camera, online=False)
         self.publish(self.config.status_topic(), OFFLINE, qos=self.config.qos, retain=True, timeout=timeout)
         self._client.disconnect()
@@ -188,9 +197,10 @@ class MqttPublisher:
         # In the network thread: publish without waiting, the acks arrive through this very thread.
         client.publish(self.config.status_topic(), ONLINE, qos=self.config.qos, retain=True)
         with self._lock:
-            cameras = sorted(self._online_cameras)
-        for camera in cameras:
-            client.publish(self.config.status_topic(camera), ONLINE, qos=self.config.qos, retain=True)
+            cameras = dict(self._cameras)
+        for camera, online in cameras.items():
+            payload = ONLINE if online else OFFLINE
+            client.publish(self.config.status_topic(camera), payload, qos=self.config.qos, retain=True)
         self._connected.set()
 
     def _on_disconnect(
@@ -206,8 +216,8 @@ class MqttChannel:
 
     ``ok`` only once the broker acknowledged it. Broker down or slow is always
     retryable; only a payload without a camera, which no retry can fix, is permanent.
-    ``message_id`` and ``timestamp`` are not sent: MQTT 3.1.1 has no headers, and the
-    payload carries the alarm's id and time already.
+    ``message_id`` (the alarm id) and ``timestamp`` are not sent: MQTT 3.1.1 has no
+    headers, and the payload carries the alarm's id and time already.
     """
 
     name = "mqtt"
@@ -215,6 +225,7 @@ class MqttChannel:
     def __init__(self, publisher: MqttPublisher, timeout: float = 5.0) -> None:
         self.publisher = publisher
         self.timeout = timeout
+        self.snapshot: SnapshotMode = publisher.config.snapshot
 
     def deliver(self, payload: bytes, message_id: str, timestamp: int) -> DeliveryResult:
         try:
@@ -234,7 +245,8 @@ class MqttChannel:
 
 
 def _camera_of(payload: dict) -> str:
-    camera = payload["camera"]
+    """The camera of an :func:`analytics.delivery.alarm_payload` body."""
+    camera = payload["alarm"]["camera"]
     if not isinstance(camera, str) or not camera:
         raise ValueError(f"camera is {camera!r}")
     return camera

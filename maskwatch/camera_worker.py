@@ -80,7 +80,7 @@ def run_camera(config: AppConfig, camera: LiveCameraConfig, out_dir: Path) -> No
                 size = frame.image.shape[:2]
                 detections = segmenter.segment([frame.image])[0]
                 result = tracker.update(detections)
-                analysis = analyzer.update(frames, now - started, frame.ts, frame.image, result)
+                analysis = analyzer.update(frames, frame.pts, frame.ts, frame.image, result)
                 store.write(run_id, observations=analysis.observations, tracks=analysis.tracks, events=analysis.events,
                             alarms=analysis.alarms, counts=analysis.counts)
                 frames += 1
@@ -102,7 +102,7 @@ def run_camera(config: AppConfig, camera: LiveCameraConfig, out_dir: Path) -> No
                     "source": state.source, "connected": state.connected, "fps_in": state.fps_in,
                     "fps_out": round(processing_fps, 2), "dropped": state.dropped, "reconnects": state.reconnects,
                     "last_error": state.last_error, "backoff_s": state.backoff_s, "frame_size": state.frame_size,
-                    "lag_s": round(lag, 3) if frame is not None or state.connected else None, "frames": frames,
+                    "lag_s": round(lag, 3) if state.connected else None, "frames": frames, "ended": state.ended,
                     "visible": visible, "occupancy": occupancy,
                     "unique": dict(sorted(analyzer.unique.items())), "line_counts": analyzer.line_counts(),
                     "alarms": analyzer.alarm_total,

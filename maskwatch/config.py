@@ -9,6 +9,8 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from analytics.config import AlarmRule, CameraConfig, RulesConfig, SamplingConfig, StoreConfig
+from analytics.delivery import DeliveryConfig
+from analytics.mqtt import MqttConfig
 from segmenter.errors import InputError
 from segmenter.maskrcnn import MaskRCNNConfig
 from segmenter.motion import MotionConfig
@@ -72,6 +74,8 @@ class AppConfig(BaseModel):
     output: OutputSection = Field(default_factory=OutputSection)
     cameras: list[LiveCameraConfig] = Field(default_factory=list, description="maskwatch serve: the cameras to run.")
     service: ServiceSection = Field(default_factory=ServiceSection)
+    delivery: DeliveryConfig = Field(default_factory=DeliveryConfig, description="Webhooks and how alarms are retried.")
+    mqtt: MqttConfig | None = Field(None, description="MQTT broker for alarms, counts and camera status.")
 
     @model_validator(mode="after")
     def _unique_cameras(self) -> AppConfig:
@@ -79,6 +83,11 @@ class AppConfig(BaseModel):
         duplicates = sorted({n for n in names if names.count(n) > 1})
         if duplicates:
             raise ValueError(f"camera names must be unique: {', '.join(duplicates)}")
+        channels = {w.name for w in self.delivery.webhooks} | ({"mqtt"} if self.mqtt is not None else set())
+        for i, rule in enumerate(self.alarms):
+            unknown = sorted(set(rule.notify) - channels)
+            if unknown:
+                raise ValueError(f"alarms.{i}.notify: no webhook or mqtt named {', '.join(unknown)}")
         return self
 
 

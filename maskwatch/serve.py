@@ -177,7 +177,7 @@ def _http_server(service: Service, registry: CollectorRegistry) -> ThreadingHTTP
 
 def serve(config: AppConfig, out_dir: Path) -> int:
     """Run until SIGTERM/SIGINT; returns the exit code (0 after a clean stop)."""
-    from analytics.delivery import Sender, WebhookChannel, pending_count
+    from analytics.delivery import Sender, pending_count, webhook_channels
 
     if not config.cameras:
         from segmenter.errors import InputError
@@ -187,12 +187,13 @@ def serve(config: AppConfig, out_dir: Path) -> int:
     service = Service(config, out_dir)
     snapshot_root = Path(config.store.snapshot_dir) if config.store.snapshot_dir else out_dir / "snapshots"
 
-    channels = {w.name: WebhookChannel(w) for w in config.delivery.webhooks}
+    channels: dict = dict(webhook_channels(config.delivery))
     mqtt = None
     if config.mqtt is not None:
         from analytics.mqtt import MqttChannel, MqttPublisher
 
         mqtt = MqttPublisher(config.mqtt)
+        mqtt.connect()  # returns at once when the broker is down: it keeps retrying in the background
         channels["mqtt"] = MqttChannel(mqtt)
     sender = Sender(service.url, channels, config.delivery, snapshot_root)
 

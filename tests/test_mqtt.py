@@ -24,8 +24,12 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 from pydantic import ValidationError
+from sqlalchemy import select
 
+from analytics.delivery import DeliveryConfig, Sender, alarm_payload
 from analytics.mqtt import MqttChannel, MqttConfig, MqttPublisher
+from analytics.records import AlarmRecord, EventRecord
+from analytics.store import Store, deliveries
 
 BROKER = ("127.0.0.1", 1883)
 REPO = Path(__file__).resolve().parents[1]
@@ -106,7 +110,13 @@ def publisher(prefix: str) -> Iterator[MqttPublisher]:
 
 
 def _alarm_payload(camera: str) -> bytes:
-    return json.dumps({"id": str(uuid.uuid4()), "camera": camera, "rule": "intrusion", "severity": "critical"}).encode()
+    """What the Sender hands a channel: :func:`alarm_payload` of an alarm row and its event row."""
+    event = {"id": str(uuid.uuid4()), "kind": "zone_enter", "camera": camera, "ts": 1795771588.25, "frame": 41,
+             "pts": 1.64, "track_id": 7, "class_name": "person", "zone": "swing-radius", "line": None, "rule": None,
+             "value": 0.31, "unit": None, "values_json": "{}", "snapshot": None}  # fmt: skip
+    alarm = {"id": str(uuid.uuid4()), "rule": "intrusion", "severity": "critical", "camera": camera,
+             "ts": event["ts"], "track_id": 7, "state": "open"}  # fmt: skip
+    return alarm_payload(alarm, event)
 
 
 def test_alarm_arrives_on_its_topic_with_the_exact_payload_at_qos1_not_retained(
@@ -124,9 +134,32 @@ def test_alarm_arrives_on_its_topic_with_the_exact_payload_at_qos1_not_retained(
     assert message.qos == 1
     subscriber.close()
     late = Subscriber(f"{prefix}/#")
-    assert late.next(f"{prefix}/status").payload == b"online"  # retained messages did arrive...
-    assert topic not in {m.topic for m in late.drain()}  # ...but not the alarm
+    retained = {m.topic for m in late.drain()}
     late.close()
+    assert f"{prefix}/status" in retained  # retained messages did arrive...
+    assert topic not in retained  # ...but not the alarm
+
+
+def test_an_alarm_in_the_outbox_reaches_the_broker_through_the_sender(
+    prefix: str, publisher: MqttPublisher, tmp_path: Path
+) -> None:
+    url = f"sqlite:///{tmp_path / 'store.db'}"
+    event = EventRecord(kind="zone_enter", camera="belt", ts=1795771588.0, frame=3, pts=0.1, track_id=2, zone="gate")
+    alarm = AlarmRecord(event.id, "intrusion", "critical", "belt", event.ts, 2, channels=("mqtt",))
+    with Store(url) as store:
+        run = store.start_run("belt", "belt.mp4", segmenter="motion", unit="px", started_ts=event.ts)
+        store.write(run, events=[event], alarms=[alarm])
+    subscriber = Subscriber(f"{prefix}/belt/alarm")
+
+    with Sender(url, {"mqtt": MqttChannel(publisher)}, DeliveryConfig()) as sender:
+        assert sender.run_once() == 1
+        with sender.engine.connect() as conn:
+            state = conn.execute(select(deliveries.c.state)).scalar_one()
+
+    body = json.loads(subscriber.next(f"{prefix}/belt/alarm").payload)
+    subscriber.close()
+    assert state == "delivered"
+    assert (body["alarm"]["id"], body["event"]["id"], body["event"]["zone"]) == (alarm.id, event.id, "gate")
 
 
 def test_counts_are_retained_so_a_late_subscriber_sees_the_latest(prefix: str, publisher: MqttPublisher) -> None:
@@ -197,11 +230,11 @@ def test_last_will_says_offline_when_the_process_is_killed(prefix: str) -> None:
     late.close()
 
 
-def test_channel_failure_is_retryable_when_the_broker_is_unreachable(prefix: str) -> None:
+def test_channel_failure_is_retryable_when_the_broker_is_unreachable() -> None:  # needs no broker
     with socket.socket() as probe:  # a port nobody listens on: bound, then released
         probe.bind(("127.0.0.1", 0))
         closed_port = probe.getsockname()[1]
-    publisher = MqttPublisher(_config(prefix, port=closed_port))
+    publisher = MqttPublisher(_config("mwtest-unreachable", port=closed_port))
     assert not publisher.connect(timeout=0.5)
 
     result = MqttChannel(publisher).deliver(_alarm_payload("gate"), message_id="m-2", timestamp=int(time.time()))
@@ -210,6 +243,8 @@ def test_channel_failure_is_retryable_when_the_broker_is_unreachable(prefix: str
     assert not result.ok and not result.permanent
     assert f"127.0.0.1:{closed_port}" in result.error
     assert MqttChannel(publisher).name == "mqtt"
+    garbled = MqttChannel(publisher).deliver(b"{}", message_id="m-3", timestamp=int(time.time()))
+    assert not garbled.ok and garbled.permanent  # no camera to route it to: no retry can help
 
 
 def test_config_hides_the_password_and_rejects_unknown_keys() -> None:

@@ -1,0 +1,376 @@
+"""Live camera ingestion for ``maskwatch serve``: the newest frame, always, and a source that heals itself.
+
+A camera does not wait for us. If the pipeline is slower than the camera, reading
+frames in order makes the lag grow without bound, so a dedicated reader thread
+drains the source as fast as it delivers and keeps only the latest frame in a
+hand-over slot of size one: an unread frame is replaced (and counted as dropped).
+Cameras also go away (reboots, network blips, NVR restarts): every failure to open
+or read, and every stall, closes the capture and reopens it after an exponential
+backoff with jitter (so a site's cameras do not reconnect in lockstep), forever,
+until :meth:`LiveSource.stop`.
+
+Credentials in camera URLs never leave this module in clear: :func:`redact_url`
+is applied to everything shown, logged or stored.
+"""
+
+from __future__ import annotations
+
+import os
+
+# Read by OpenCV's FFmpeg backend on every open; set before cv2 is imported, without overriding a user's choice.
+os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")  # FFmpeg's stderr chatter can echo the URL
+os.environ.setdefault("OPENCV_FFMPEG_CAPTURE_OPTIONS", "rtsp_transport;tcp")  # UDP loses packets: smeared frames
+
+import enum
+import logging
+import random
+import re
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+
+import cv2
+import numpy as np
+
+from segmenter.errors import InputError
+
+logger = logging.getLogger(__name__)
+
+# scheme://user:password@ — the password runs to the last "@" before the host, as FFmpeg parses it
+_CREDENTIALS = re.compile(r"(?P<head>\b[A-Za-z][A-Za-z0-9+.-]*://[^:@/?#\s]*:)[^/?#\s]*@")
+_RATE_WINDOW_S = 2.0  # fps figures are averaged over this long: smooth, yet they fall to 0 soon after a stall
+_DEFAULT_FILE_FPS = 25.0  # for a file that does not state its frame rate
+
+
+def redact_url(url: str) -> str:
+    """``rtsp://user:pass@host/x`` → ``rtsp://user:***@host/x``; also inside longer text (error messages).
+
+    The user name stays (an operator needs to see which account is used); anything
+    without ``scheme://user:password@`` is returned unchanged.
+    """
+    return _CREDENTIALS.sub(r"\g<head>***@", url)
+
+
+@dataclass(frozen=True)
+class LiveFrame:
+    """A frame as handed to the consumer; has ``index``, ``pts`` and ``image`` like :class:`maskwatch.sources.Frame`."""
+
+    index: int  # position among all frames read from the source (every connection): a gap means frames dropped
+    pts: float  # seconds since start(), monotonic: never jumps back on a reconnect or a file loop (the tracker's clock)
+    ts: float  # wall-clock time of capture, UTC epoch seconds: the frame's age is time.time() - ts
+    image: np.ndarray  # BGR uint8
+
+
+@dataclass(frozen=True)
+class SourceState:
+    """A consistent snapshot of a :class:`LiveSource`, for health pages and logs (credentials redacted)."""
+
+    source: str
+    connected: bool
+    fps_in: float  # frames/s read from the source
+    fps_out: float  # frames/s handed to the consumer
+    frames_in: int
+    dropped: int  # frames replaced before the consumer read them
+    reconnects: int  # successful opens after a failure
+    last_error: str | None
+    last_frame_ts: float | None  # wall-clock time of the newest frame read
+    frame_size: tuple[int, int] | None  # (width, height) of the newest frame
+    backoff_s: float  # wait before the next attempt while disconnected; 0 when connected
+    ended: bool  # a local file without loop=True has played to its end; nothing more will come
+
+
+class _Outcome(enum.Enum):
+    STOPPED = enum.auto()
+    END_OF_FILE = enum.auto()
+    FAILED = enum.auto()
+
+
+class _Rate:
+    """Events per second over a sliding window: unbiased once warm, and falls to 0 within a window of a stall."""
+
+    def __init__(self, window_s: float = _RATE_WINDOW_S) -> None:
+        self.window_s = window_s
+        self.times: deque[float] = deque()
+        self.first: float | None = None
+
+    def add(self, now: float) -> None:
+        self.times.append(now)
+        if self.first is None:
+            self.first = now
+
+    def per_second(self, now: float) -> float:
+        while self.times and self.times[0] <= now - self.window_s:
+            self.times.popleft()
+        if self.first is not None and now - self.first >= self.window_s:
+            return len(self.times) / self.window_s
+        if len(self.times) < 2:  # warming up: from the intervals seen so far
+            return 0.0
+        return (len(self.times) - 1) / (self.times[-1] - self.times[0])
+
+
+def _device_index(source: str | int) -> int | None:
+    if isinstance(source, int):
+        return source
+    return int(source) if source.strip().isdigit() else None
+
+
+class LiveSource:
+    """Frames from a camera (RTSP/HTTP URL, device index) or a local video file played like a camera.
+
+    ``read()`` returns the newest frame not yet read; older unread ones are dropped.
+    Local files play at their native frame rate (``loop=True`` restarts them at the
+    end), so a recording stands in for a camera. See the module docstring for why.
+    """
+
+    def __init__(
+        self,
+        source: str | int,
+        *,
+        loop: bool = False,
+        stall_s: float = 5.0,
+        backoff_initial_s: float = 0.5,
+        backoff_max_s: float = 30.0,
+        jitter: float = 0.2,
+        open_timeout_s: float = 10.0,
+    ) -> None:
+        if stall_s <= 0 or open_timeout_s <= 0 or backoff_initial_s <= 0:
+            raise InputError("stall_s, open_timeout_s and backoff_initial_s must be > 0")
+        if backoff_max_s < backoff_initial_s:
+            raise InputError(f"backoff_max_s ({backoff_max_s}) must be >= backoff_initial_s ({backoff_initial_s})")
+        if not 0 <= jitter < 1:
+            raise InputError(f"jitter must be in [0, 1), got {jitter}")
+        self._source = source
+        self._device = _device_index(source)
+        self._shown = redact_url(str(source))
+        self._is_file = self._device is None and "://" not in str(source)
+        if self._is_file and not Path(source).is_file():
+            raise InputError(f"live source not found: {self._shown} (not a URL, a device index or a video file)")
+        self.loop = loop
+        self.stall_s = stall_s
+        self.backoff_initial_s = backoff_initial_s
+        self.backoff_max_s = backoff_max_s
+        self.jitter = jitter
+        self.open_timeout_s = open_timeout_s
+
+        self._stop = threading.Event()
+        self._cond = threading.Condition()  # guards everything below; read() waits on it
+        self._thread: threading.Thread | None = None
+        self._t0 = time.monotonic()
+        self._slot: LiveFrame | None = None
+        self._connected = False
+        self._ended = False
+        self._frames_in = 0
+        self._dropped = 0
+        self._reconnects = 0
+        self._last_error: str | None = None
+        self._last_frame_ts: float | None = None
+        self._frame_size: tuple[int, int] | None = None
+        self._backoff_s = 0.0
+        self._rate_in = _Rate()
+        self._rate_out = _Rate()
+
+    def __repr__(self) -> str:
+        return f"LiveSource({self._shown!r})"
+
+    # -- consumer side --------------------------------------------------------------------------
+
+    def start(self) -> LiveSource:
+        """Start the reader thread (once)."""
+        if self._thread is not None:
+            raise RuntimeError(f"{self!r} was already started")
+        self._t0 = time.monotonic()
+        self._thread = threading.Thread(target=self._run, name=f"live:{self._shown}", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self, timeout_s: float = 2.0) -> None:
+        """Stop the reader and wait for it (at most ``timeout_s``).
+
+        Backoff and file pacing waits end at once. A blocking OpenCV open or read
+        cannot be interrupted: then this returns after ``timeout_s`` and the (daemon)
+        thread releases the capture itself when that call returns.
+        """
+        self._stop.set()
+        with self._cond:
+            self._cond.notify_all()
+        if self._thread is not None:
+            self._thread.join(timeout_s)
+            if self._thread.is_alive():
+                logger.warning("%s: reader still in a blocking open/read; it exits when that returns", self._shown)
+
+    def __enter__(self) -> LiveSource:
+        return self.start()
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+    def read(self, timeout: float = 1.0) -> LiveFrame | None:
+        """The newest frame not read yet, waiting up to ``timeout`` s; None on timeout, after stop() or the end."""
+        with self._cond:
+            self._cond.wait_for(lambda: self._slot is not None or self._stop.is_set() or self._ended, timeout)
+            frame, self._slot = self._slot, None
+            if frame is not None:
+                self._rate_out.add(time.monotonic())
+            return frame
+
+    @property
+    def frame_size(self) -> tuple[int, int] | None:
+        """(width, height) of the newest frame; it can change when the camera is reconfigured."""
+        with self._cond:
+            return self._frame_size
+
+    def state(self) -> SourceState:
+        """A snapshot of health and counters (thread-safe)."""
+        now = time.monotonic()
+        with self._cond:
+            return SourceState(
+                source=self._shown,
+                connected=self._connected,
+                fps_in=self._rate_in.per_second(now),
+                fps_out=self._rate_out.per_second(now),
+                frames_in=self._frames_in,
+                dropped=self._dropped,
+                reconnects=self._reconnects,
+                last_error=self._last_error,
+                last_frame_ts=self._last_frame_ts,
+                frame_size=self._frame_size,
+                backoff_s=self._backoff_s,
+                ended=self._ended,
+            )
+
+    # -- reader thread --------------------------------------------------------------------------
+
+    def _run(self) -> None:
+        backoff = self.backoff_initial_s
+        failing = False  # the last connection attempt or connection ended in a failure
+        while not self._stop.is_set():
+            capture = self._open()
+            if capture is not None:
+                self._on_connected(reconnect=failing)
+                failing = False
+                try:
+                    outcome, got_frames = self._pump(capture)
+                finally:
+                    capture.release()
+                    with self._cond:
+                        self._connected = False
+                if outcome is _Outcome.STOPPED:
+                    break
+                if outcome is _Outcome.END_OF_FILE:
+                    if self.loop:
+                        continue  # replay at once: a loop is not a failure
+                    with self._cond:
+                        self._ended = True
+                        self._cond.notify_all()
+                    logger.info("%s: end of file", self._shown)
+                    break
+                if got_frames:
+                    backoff = self.backoff_initial_s  # a stream that worked starts the backoff over
+            failing = True
+            self._wait(backoff)
+            backoff = min(self.backoff_max_s, backoff * 2)
+
+    def _open(self) -> cv2.VideoCapture | None:
+        """Open the source, or record why not; FFmpeg's own timeouts keep a dead host from hanging us."""
+        try:
+            if self._device is not None:
+                capture = cv2.VideoCapture(self._device)
+            else:
+                capture = cv2.VideoCapture(str(self._source), cv2.CAP_FFMPEG, self._timeouts())
+        except cv2.error as exc:
+            self._fail(f"cannot open {self._shown}: {exc}")
+            return None
+        if not capture.isOpened():
+            capture.release()
+            self._fail(f"cannot open {self._shown}")
+            return None
+        return capture
+
+    def _timeouts(self) -> list[int]:
+        params = []
+        if hasattr(cv2, "CAP_PROP_OPEN_TIMEOUT_MSEC"):
+            params += [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, int(self.open_timeout_s * 1000)]
+        if hasattr(cv2, "CAP_PROP_READ_TIMEOUT_MSEC"):  # a read blocked this long is a stall
+            params += [cv2.CAP_PROP_READ_TIMEOUT_MSEC, int(self.stall_s * 1000)]
+        return params
+
+    def _on_connected(self, *, reconnect: bool) -> None:
+        with self._cond:
+            self._connected = True
+            self._backoff_s = 0.0
+            self._reconnects += reconnect
+            first = self._frames_in == 0
+        if reconnect or first:  # not on every replay of a looped file
+            logger.info("%s: %s", self._shown, "reconnected" if reconnect else "connected")
+
+    def _pump(self, capture: cv2.VideoCapture) -> tuple[_Outcome, bool]:
+        """Read until stop, failure, stall or end of file; returns why it stopped and whether frames came."""
+        period = 0.0
+        if self._is_file:
+            fps = capture.get(cv2.CAP_PROP_FPS)
+            period = 1.0 / (fps if 0 < fps < 1000 else _DEFAULT_FILE_FPS)
+        last_frame = time.monotonic()
+        due = last_frame - period
+        got_frames = False
+        while not self._stop.is_set():
+            try:
+                ok, image = capture.read()
+            except cv2.error as exc:
+                self._fail(f"read failed: {exc}")
+                return _Outcome.FAILED, got_frames
+            now = time.monotonic()
+            if not ok or image is None:
+                if self._is_file and got_frames:
+                    return _Outcome.END_OF_FILE, True
+                silent = now - last_frame
+                if silent >= self.stall_s:
+                    self._fail(f"stalled: no frame from {self._shown} for {silent:.1f} s")
+                else:
+                    self._fail(f"read failed: {self._shown} ended or the connection was lost")
+                return _Outcome.FAILED, got_frames
+            if period:  # pace a file like a camera; after a hiccup carry on, do not burst to catch up
+                due = max(due + period, now)
+                if self._stop.wait(due - now):
+                    break
+                now = time.monotonic()
+            last_frame = now
+            got_frames = True
+            self._deliver(image, now)
+        return _Outcome.STOPPED, got_frames
+
+    def _deliver(self, image: np.ndarray, now: float) -> None:
+        size = (image.shape[1], image.shape[0])
+        with self._cond:
+            if size != self._frame_size:
+                if self._frame_size is not None:
+                    logger.info("%s: frame size changed from %dx%d to %dx%d", self._shown, *self._frame_size, *size)
+                self._frame_size = size
+            frame = LiveFrame(self._frames_in, now - self._t0, time.time(), image)
+            self._frames_in += 1
+            if self._slot is not None:
+                self._dropped += 1
+            self._slot = frame
+            self._last_frame_ts = frame.ts
+            self._rate_in.add(now)
+            self._cond.notify_all()
+
+    def _fail(self, message: str) -> None:
+        """Record an error (one line, redacted); warn on the first of a run of failures, then only debug-log."""
+        line = redact_url(" ".join(message.split()))
+        with self._cond:
+            repeated = not self._connected and self._last_error is not None and self._backoff_s > 0
+            self._last_error = line
+        logger.log(logging.DEBUG if repeated else logging.WARNING, "%s", line)
+
+    def _wait(self, backoff: float) -> None:
+        """Sleep before the next attempt; jitter only shortens it, so the cap holds; stop() ends it at once."""
+        wait = backoff * (1.0 - self.jitter * random.random())
+        with self._cond:
+            self._backoff_s = wait
+        logger.debug("%s: next attempt in %.1f s", self._shown, wait)
+        self._stop.wait(wait)
