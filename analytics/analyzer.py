@@ -202,6 +202,19 @@ class Analyzer:
         out.tracks = [self.track_record(tid) for tid in self.tracks]
         return out
 
+    def set_geometry(self, camera: CameraConfig) -> None:
+        """Use new zones, dynamic zones and lines from the next frame on (an edit while running).
+
+        Zone memberships and line paths start afresh: a track inside a zone that
+        was redrawn enters it again. Counts, sizes and track summaries are kept.
+        """
+        self.camera = camera
+        self.zones = ZoneMonitor(camera.zones, camera.dynamic_zones, self.fps, self.calibration)
+        totals = self.lines.totals
+        self.lines = LineCounter(camera.lines)
+        self.lines.totals.update(totals)
+        self._count_active.clear()
+
     def line_counts(self) -> dict[str, dict[str, dict[str, int]]]:
         """line → class → {"in": n, "out": n} so far."""
         counts: dict[str, dict[str, dict[str, int]]] = {}

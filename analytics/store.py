@@ -7,6 +7,10 @@ so the database sees a few large executemany inserts instead of one commit per
 frame, and a crash loses at most the unflushed batch. Alarms are flushed at once:
 an operator must never wait for a batch to fill.
 
+Every alarm carries its outbox: one ``deliveries`` row per channel it must reach
+(webhook names, "mqtt"), inserted in the alarm's own transaction, so an alarm is
+never stored without them nor they without it. :mod:`analytics.delivery` sends them.
+
 Times are float UTC epoch seconds (``ts``), stored as double precision.
 """
 
@@ -45,6 +49,7 @@ from sqlalchemy.engine import make_url
 from analytics.records import SIZE_FIELDS, AlarmRecord, CountRecord, EventRecord, ObservationRecord, TrackRecord
 
 RUN_STATUSES = ("running", "finished", "interrupted", "failed")
+DELIVERY_STATES = ("pending", "delivered", "dead")
 
 # SQLite only auto-increments a column declared exactly INTEGER PRIMARY KEY.
 BigId = BigInteger().with_variant(Integer(), "sqlite")
@@ -165,6 +170,27 @@ alarms = Table(
     Index("alarms_state_ts", "state", "ts"),
 )
 
+deliveries = Table(  # the alarm outbox: what analytics.delivery still has to send, and what became of it
+    "deliveries",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("alarm_id", ForeignKey("alarms.id"), nullable=False),
+    Column("event_id", String(36), nullable=False),
+    Column("camera_id", ForeignKey("cameras.id"), nullable=False),
+    Column("channel", String(200), nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("attempts", Integer, nullable=False),
+    Column("last_status", Integer),  # HTTP status of the last attempt (None: no response)
+    Column("last_error", Text),
+    Column("response", Text),  # first 2 kB of the response that dead-lettered it
+    Column("next_attempt_ts", Double, nullable=False),
+    Column("created_ts", Double, nullable=False),
+    Column("delivered_ts", Double),
+    CheckConstraint(f"state IN {DELIVERY_STATES}", name="deliveries_state"),
+    UniqueConstraint("alarm_id", "channel", name="deliveries_alarm_channel"),
+    Index("deliveries_state_next", "state", "next_attempt_ts"),
+)
+
 counts = Table(
     "counts",
     metadata,
@@ -180,8 +206,8 @@ counts = Table(
     Index("counts_camera_zone_ts", "camera_id", "zone", "ts"),
 )
 
-# Plain inserts, in flush order: alarms reference events, so events go first.
-_INSERTED = ("observations", "events", "alarms", "counts")
+# Plain inserts, in flush order: alarms reference events and deliveries alarms, so they go first.
+_INSERTED = ("observations", "events", "alarms", "deliveries", "counts")
 
 
 def make_engine(url: str) -> Engine:
@@ -271,6 +297,20 @@ def _alarm_row(run_id: int, camera_id: int, a: AlarmRecord) -> dict[str, Any]:
     }  # fmt: skip
 
 
+def _delivery_rows(camera_id: int, a: AlarmRecord, now: float) -> list[dict[str, Any]]:
+    """One pending outbox row per distinct channel of the alarm, due at once.
+
+    Due by the wall clock ``now``, not the alarm's ``ts``: a file replayed faster than
+    real time has alarm times in the future, and its alarms must still go out now.
+    """
+    return [
+        {"alarm_id": a.id, "event_id": a.event_id, "camera_id": camera_id, "channel": channel, "state": "pending",
+         "attempts": 0, "last_status": None, "last_error": None, "response": None, "next_attempt_ts": now,
+         "created_ts": now, "delivered_ts": None}
+        for channel in dict.fromkeys(a.channels)
+    ]  # fmt: skip
+
+
 def _count_row(run_id: int, camera_id: int, c: CountRecord) -> dict[str, Any]:
     return {
         "run_id": run_id, "camera_id": camera_id, "ts": float(c.ts), "frame": int(c.frame),
@@ -356,7 +396,9 @@ class Store:
     ) -> None:
         """Buffer one frame's records; flush when the batch is full or old, and at once when it holds alarms.
 
-        A failing flush raises and keeps every buffered row, this frame's included.
+        Each alarm brings one outbox row per channel in its ``channels``, flushed in
+        the same transaction. A failing flush raises and keeps every buffered row,
+        this frame's included.
         """
         camera_id, camera = self._camera_of(run_id)
         events, alarms = list(events), list(alarms)
@@ -366,6 +408,9 @@ class Store:
         self._rows["observations"].extend(_observation_row(run_id, camera_id, o) for o in observations)
         self._rows["events"].extend(_event_row(run_id, camera_id, e) for e in events)
         self._rows["alarms"].extend(_alarm_row(run_id, camera_id, a) for a in alarms)
+        now = time.time()
+        for a in alarms:
+            self._rows["deliveries"].extend(_delivery_rows(camera_id, a, now))
         self._rows["counts"].extend(_count_row(run_id, camera_id, c) for c in counts)
         for t in tracks:  # only the latest record per track is written: made a row at flush
             self._tracks[(run_id, t.track_id)] = (camera_id, t)

@@ -20,6 +20,7 @@ from pathlib import Path
 import cv2
 
 from analytics.analyzer import Analyzer
+from analytics.geometry_store import load_geometry
 from maskwatch.config import AppConfig, LiveCameraConfig
 from maskwatch.live import LiveSource, redact_url
 from maskwatch.pipeline import build_segmenter, open_store, store_url
@@ -38,6 +39,25 @@ def write_atomic(path: Path, data: bytes) -> None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     tmp.write_bytes(data)
     os.replace(tmp, path)
+
+
+GEOMETRY_POLL_S = 2.0
+
+
+def _edited_geometry(url: str, camera: LiveCameraConfig, applied_ts: float | None, analyzer: Analyzer):
+    """The camera with the geometry saved in the store, if newer than ``applied_ts`` (see analytics.geometry_store)."""
+    try:
+        saved = load_geometry(url, camera.name)
+    except Exception as exc:  # a busy or unreachable store must not stop the camera: try again next poll
+        log.warning("camera %s: cannot read edited zones: %s", camera.name, str(exc).splitlines()[0])
+        return camera, applied_ts
+    if saved is None or saved[1] == applied_ts:
+        return camera, applied_ts
+    geometry, updated_ts = saved
+    camera = LiveCameraConfig.model_validate({**camera.model_dump(), **geometry})
+    analyzer.set_geometry(camera)
+    log.info("camera %s: zones and lines updated from the store", camera.name)
+    return camera, updated_ts
 
 
 def run_camera(config: AppConfig, camera: LiveCameraConfig, out_dir: Path) -> None:
@@ -65,6 +85,7 @@ def run_camera(config: AppConfig, camera: LiveCameraConfig, out_dir: Path) -> No
     run_id = store.start_run(camera.name, redact_url(str(camera.source)), segmenter=config.segmenter.name,
                              unit=analyzer.calibration.unit, started_ts=started, config=config.model_dump(mode="json"))
     frames, lag, last_publish, last_jpeg, processed_times = 0, 0.0, 0.0, 0.0, []
+    url, geometry_ts, last_geometry_check = store_url(config, out_dir), None, 0.0
     size = None
     visible: dict[str, int] = {}
     occupancy: dict[str, dict[str, int]] = {}
@@ -74,6 +95,9 @@ def run_camera(config: AppConfig, camera: LiveCameraConfig, out_dir: Path) -> No
         while not stopping:
             frame = source.read(timeout=0.5)
             now = time.time()
+            if now - last_geometry_check >= GEOMETRY_POLL_S:  # zones edited in the dashboard: applied between frames
+                camera, geometry_ts = _edited_geometry(url, camera, geometry_ts, analyzer)
+                last_geometry_check = now
             if frame is not None:
                 if size is not None and frame.image.shape[:2] != size:  # the stream changed size after a reconnect
                     tracker = MaskTracker(config.tracker, fps=fps)

@@ -89,26 +89,24 @@ class _Outcome(enum.Enum):
 
 
 class _Rate:
-    """Events per second over a sliding window: unbiased once warm, and falls to 0 within a window of a stall."""
+    """Events per second over a sliding window: exact for a steady stream, decaying to 0 once events stop."""
 
     def __init__(self, window_s: float = _RATE_WINDOW_S) -> None:
         self.window_s = window_s
         self.times: deque[float] = deque()
-        self.first: float | None = None
 
     def add(self, now: float) -> None:
         self.times.append(now)
-        if self.first is None:
-            self.first = now
 
     def per_second(self, now: float) -> float:
         while self.times and self.times[0] <= now - self.window_s:
             self.times.popleft()
-        if self.first is not None and now - self.first >= self.window_s:
-            return len(self.times) / self.window_s
-        if len(self.times) < 2:  # warming up: from the intervals seen so far
+        if len(self.times) < 2:
             return 0.0
-        return (len(self.times) - 1) / (self.times[-1] - self.times[0])
+        span = self.times[-1] - self.times[0]
+        interval = span / (len(self.times) - 1)
+        # silent for longer than the usual interval: the silence counts, so a stall shows as a falling rate
+        return (len(self.times) - 1) / max(span, now - self.times[0] - interval)
 
 
 def _device_index(source: str | int) -> int | None:

@@ -138,6 +138,13 @@ def test_serve_tracks_a_live_clip_keeps_a_dead_camera_in_backoff_and_delivers_al
 
     assert (out / "live" / "belt.jpg").stat().st_size > 1000  # the latest annotated frame for the dashboard
 
+    # a zone drawn in the dashboard (saved to the store) is picked up by the running service, no restart
+    from analytics.geometry_store import save_geometry
+
+    whole = {"name": "whole-belt", "polygon": [[0, 150], [639, 150], [639, 250], [0, 250]], "enter_frames": 1}
+    save_geometry(f"sqlite:///{out / 'maskwatch.db'}", "belt", [whole], [], [], "test")
+    wait_for(lambda: "whole-belt" in json.loads((out / "live" / "belt.json").read_text())["occupancy"], 30, "the edited zone")
+
     proc.send_signal(signal.SIGTERM)
     stdout, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 0, stderr
