@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Services the test suite talks to, set up when missing: PostgreSQL on 127.0.0.1:5432.
+# Services the test suite talks to, set up when missing: PostgreSQL on 127.0.0.1:5432, MQTT on 127.0.0.1:1883, and
+# GStreamer's RTSP server for the live-camera tests (they start it themselves: tests/rtsp_server.py).
 #
 # Run by .ci/run (as root on a fresh Debian machine) before `make test`. Every step
 # checks before it changes anything, so running it again is harmless; and it never
@@ -84,4 +85,25 @@ if setup_mosquitto; then
     echo "services: Mosquitto ready on 127.0.0.1:1883 (anonymous)"
 else
     echo "services: no MQTT broker could be started on 127.0.0.1:1883; its tests will skip"
+fi
+
+# RTSP camera for tests/test_live.py: GStreamer's RTSP server (each test starts tests/rtsp_server.py itself).
+RTSP_PYTHON=/usr/bin/python3 # the system Python: PyGObject comes from Debian, not from the venv
+RTSP_PACKAGES="python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-rtsp gstreamer1.0-plugins-base gstreamer1.0-plugins-good"
+
+rtsp_usable() { "$RTSP_PYTHON" "$(dirname "$0")/../tests/rtsp_server.py" --check >/dev/null 2>&1; }
+
+setup_rtsp_server() {
+    rtsp_usable && return 0
+    echo "services: installing GStreamer's RTSP server (apt-get)"
+    command -v apt-get >/dev/null 2>&1 || return 1
+    # shellcheck disable=SC2086 # a list of packages
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $RTSP_PACKAGES >/dev/null || return 1
+    rtsp_usable
+}
+
+if setup_rtsp_server; then
+    echo "services: GStreamer RTSP server available ($RTSP_PYTHON tests/rtsp_server.py)"
+else
+    echo "services: GStreamer RTSP server could not be set up; the live-camera RTSP tests will skip"
 fi

@@ -169,6 +169,7 @@ class LiveSource:
         self._backoff_s = 0.0
         self._rate_in = _Rate()
         self._rate_out = _Rate()
+        self._delivered_at = float("-inf")  # monotonic time of the newest frame handed over (reader thread only)
 
     def __repr__(self) -> str:
         return f"LiveSource({self._shown!r})"
@@ -313,7 +314,7 @@ class LiveSource:
             fps = capture.get(cv2.CAP_PROP_FPS)
             period = 1.0 / (fps if 0 < fps < 1000 else _DEFAULT_FILE_FPS)
         last_frame = time.monotonic()
-        due = last_frame - period
+        due = max(self._delivered_at, last_frame - period)  # a looped file keeps its pace across the reopen
         got_frames = False
         while not self._stop.is_set():
             try:
@@ -354,6 +355,7 @@ class LiveSource:
                 self._dropped += 1
             self._slot = frame
             self._last_frame_ts = frame.ts
+            self._delivered_at = now
             self._rate_in.add(now)
             self._cond.notify_all()
 

@@ -65,6 +65,9 @@ class MaskRCNNConfig(BaseModel, extra="forbid", validate_assignment=True):
     min_size: int = Field(800, ge=32, description="Frames are resized so the short side is this many pixels...")
     max_size: int = Field(1333, ge=32, description="...unless the long side would then exceed this.")
     batch_size: int = Field(4, ge=1, description="Frames per forward pass.")
+    pre_nms_top_k: int = Field(
+        1000, ge=1, description="Best-scoring (box, class) candidates per image kept before NMS (bounds NMS cost)."
+    )
     mask_threshold: float = Field(0.5, gt=0, lt=1, description="Mask probability above which a pixel is in the mask.")
     num_classes: int | None = Field(
         None, ge=2, description="Only with weights: none; classes including background (default 91, COCO)."
@@ -108,6 +111,8 @@ class MaskRCNNSegmenter:
         self.device = resolve_device(self.config.device)
         model, self.class_names = build_model(self.config)
         self.model = model.to(self.device).eval()
+        if self.device.type == "cuda":  # NHWC convolutions: the tensor cores' native layout under fp16
+            self.model.backbone.to(memory_format=torch.channels_last)
         self._names = np.array(self.class_names, dtype=object)
         keep = _class_keep(self.class_names, self.config.classes)
         self._keep = None if keep is None else torch.from_numpy(keep).to(self.device)
@@ -120,17 +125,37 @@ class MaskRCNNSegmenter:
         ]
 
     def _segment_batch(self, frames: Sequence[np.ndarray]) -> list[Detections]:
-        import torch
+        """One forward pass over ``frames``; masks are pasted only inside their boxes, on the device.
 
-        images = [_to_tensor(frame, self.device) for frame in frames]
+        torchvision's own postprocess pastes every instance into a full-frame
+        probability map, one at a time (50 instances at 1080p: 400 MB written and
+        copied back); the stages are run here so that step can be replaced by
+        :func:`paste_crops`.
+        """
+        import torch
+        from torchvision.models.detection.transform import resize_boxes
+
+        from segmenter.roi_inference import detect
+
+        model = self.model
+        images = _upload(frames, self.device)
+        original_sizes = [(int(f.shape[0]), int(f.shape[1])) for f in frames]
         on_cuda = self.device.type == "cuda"
         with torch.inference_mode(), torch.autocast("cuda", dtype=torch.float16, enabled=on_cuda):
-            outputs = self.model(images)
-            return [self._detections(out, frame.shape[:2]) for out, frame in zip(outputs, frames)]
+            batch, _ = model.transform(images)
+            tensors = batch.tensors.contiguous(memory_format=torch.channels_last) if on_cuda else batch.tensors
+            features = model.backbone(tensors)
+            proposals, _ = model.rpn(batch, features)
+            outputs = detect(model.roi_heads, features, proposals, batch.image_sizes, self.config.pre_nms_top_k)
+            results = []
+            for out, resized, original in zip(outputs, batch.image_sizes, original_sizes):
+                boxes = resize_boxes(out["boxes"].float(), resized, original)
+                results.append(self._detections(out, boxes, original))
+            return results
 
-    def _detections(self, output: dict[str, torch.Tensor], image_size: tuple[int, int]) -> Detections:
+    def _detections(self, output: dict[str, torch.Tensor], boxes: torch.Tensor, image_size: tuple[int, int]) -> Detections:
         keep = self._keep[output["labels"]] if self._keep is not None else slice(None)
-        masks = crop_masks(output["masks"][keep], self.config.mask_threshold)
+        masks = paste_crops(output["masks"][keep], boxes[keep], image_size, self.config.mask_threshold)
         nonempty = np.array([m.area > 0 for m in masks], dtype=bool)
 
         def kept(values: torch.Tensor) -> np.ndarray:
@@ -138,12 +163,12 @@ class MaskRCNNSegmenter:
 
         labels = kept(output["labels"])
         return Detections(
-            boxes=kept(output["boxes"].float()),
+            boxes=kept(boxes),
             masks=[m for m, ok in zip(masks, nonempty) if ok],
             class_ids=labels,
             scores=kept(output["scores"].float()),
             class_names=self._names[labels],
-            image_size=(int(image_size[0]), int(image_size[1])),
+            image_size=image_size,
         )
 
 
@@ -236,30 +261,45 @@ def names_by_label(names: Sequence[str], num_classes: int, source: str) -> list[
     )
 
 
-def crop_masks(probs: torch.Tensor, threshold: float) -> list[CropMask]:
-    """Threshold pasted (N, 1, H, W) mask probabilities into crops tight around their pixels.
+def paste_crops(masks: torch.Tensor, boxes: torch.Tensor, image_size: tuple[int, int], threshold: float) -> list[CropMask]:
+    """Mask-head outputs (N, 1, M, M) resized into their boxes and thresholded, as tight crops.
 
-    Thresholding, the per-mask bounds and the cutting all run on the tensor's device;
-    the host receives four ints per mask and the crops, never the full frames. An
-    empty mask gives an empty ``CropMask`` (area 0).
+    The same pixels as torchvision's ``paste_masks_in_image`` followed by
+    ``> threshold`` (same padding, box expansion and bilinear resize), but each
+    mask is resized only to its own box, thresholded on the device, and all of
+    them reach the host in one copy of packed booleans.
     """
     import torch
+    import torch.nn.functional as F
+    from torchvision.models.detection.roi_heads import expand_boxes, expand_masks
 
-    if len(probs) == 0:
+    if len(masks) == 0:
         return []
-    binary = probs[:, 0] > threshold
-    rows, cols = binary.any(dim=2).byte(), binary.any(dim=1).byte()  # (N, H), (N, W)
-    height, width = binary.shape[1:]
-    bounds = torch.stack(
-        [cols.argmax(1), rows.argmax(1), width - cols.flip(1).argmax(1), height - rows.flip(1).argmax(1)], dim=1
-    )
-    bounds[rows.amax(1) == 0] = 0  # argmax of an all-zero row is 0: make empty masks 0x0 crops
-    bounds = bounds.cpu().numpy()
-    pieces = [binary[i, y0:y1, x0:x1].reshape(-1) for i, (x0, y0, x1, y1) in enumerate(bounds)]
-    flat = torch.cat(pieces).cpu().numpy()
-    sizes = (bounds[:, 2] - bounds[:, 0]) * (bounds[:, 3] - bounds[:, 1])
-    crops = np.split(flat, np.cumsum(sizes)[:-1])
-    return [CropMask(crop.reshape(y1 - y0, x1 - x0), int(x0), int(y0)) for crop, (x0, y0, x1, y1) in zip(crops, bounds)]
+    height, width = image_size
+    masks, scale = expand_masks(masks, padding=1)
+    boxes = expand_boxes(boxes.float(), scale).to(dtype=torch.int64).tolist()  # one sync for all boxes
+    pieces, windows = [], []
+    for mask, (x0, y0, x1, y1) in zip(masks, boxes):
+        w, h = max(x1 - x0 + 1, 1), max(y1 - y0 + 1, 1)
+        cx0, cy0, cx1, cy1 = max(x0, 0), max(y0, 0), min(x1 + 1, width), min(y1 + 1, height)
+        if cx1 <= cx0 or cy1 <= cy0:
+            windows.append(None)
+            continue
+        resized = F.interpolate(mask[None].float(), size=(h, w), mode="bilinear", align_corners=False)[0, 0]
+        pieces.append((resized[cy0 - y0 : cy1 - y0, cx0 - x0 : cx1 - x0] > threshold).reshape(-1))
+        windows.append((cx0, cy0, cx1, cy1))
+    flat = torch.cat(pieces).cpu().numpy() if pieces else np.zeros(0, bool)
+    out, start = [], 0
+    for window in windows:
+        if window is None:
+            out.append(CropMask(np.zeros((0, 0), bool), 0, 0))
+            continue
+        x0, y0, x1, y1 = window
+        size = (x1 - x0) * (y1 - y0)
+        crop = CropMask.from_full(flat[start : start + size].reshape(y1 - y0, x1 - x0))  # tight around its pixels
+        start += size
+        out.append(CropMask(crop.crop, crop.x0 + x0, crop.y0 + y0) if crop.area else crop)
+    return out
 
 
 def _architecture(version: str) -> tuple[Any, Any]:
@@ -312,11 +352,28 @@ def _class_keep(names: list[str], wanted: list[str] | None) -> np.ndarray | None
     return np.isin(np.array(names, dtype=object), wanted) & (np.arange(len(names)) > 0)
 
 
-def _to_tensor(frame: np.ndarray, device: torch.device) -> torch.Tensor:
-    """BGR uint8 (H, W, 3) → RGB float (3, H, W) in [0, 1], converted after upload (uint8 is 4x smaller)."""
+_PINNED: dict[tuple, torch.Tensor] = {}  # staging buffers by (shape, slot in batch): pinning costs more than copying
+
+
+def _upload(frames: Sequence[np.ndarray], device: torch.device) -> list[torch.Tensor]:
+    """BGR uint8 frames → RGB float (3, H, W) tensors in [0, 1] on ``device``.
+
+    Frames travel as uint8 (4x smaller than float) and are converted there. On a
+    GPU they go through a reused pinned buffer, so the copy is a DMA transfer
+    that does not block the host.
+    """
     import torch
 
-    if frame.ndim != 3 or frame.shape[2] != 3 or frame.dtype != np.uint8:
-        raise ValueError(f"expected a BGR uint8 frame of shape (H, W, 3), got {frame.dtype} {frame.shape}")
-    image = torch.from_numpy(np.ascontiguousarray(frame)).to(device, non_blocking=True)
-    return image.flip(-1).permute(2, 0, 1).float().div_(255)
+    for frame in frames:
+        if frame.ndim != 3 or frame.shape[2] != 3 or frame.dtype != np.uint8:
+            raise ValueError(f"expected a BGR uint8 frame of shape (H, W, 3), got {frame.dtype} {frame.shape}")
+    if device.type != "cuda":
+        return [torch.from_numpy(np.ascontiguousarray(f)).flip(-1).permute(2, 0, 1).float().div_(255) for f in frames]
+    out = []
+    for slot, frame in enumerate(frames):  # a slot each: a buffer is not refilled while its copy may be in flight
+        staging = _PINNED.get((frame.shape, slot))
+        if staging is None:
+            staging = _PINNED[(frame.shape, slot)] = torch.empty(frame.shape, dtype=torch.uint8).pin_memory()
+        staging.numpy()[...] = frame
+        out.append(staging.to(device, non_blocking=True).flip(-1).permute(2, 0, 1).float().div_(255))
+    return out

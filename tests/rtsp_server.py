@@ -4,8 +4,11 @@ Run with the *system* Python (it needs PyGObject and Debian's GStreamer packages
 which the venv does not have); .ci/services.sh installs them. Prints ``READY`` on
 stdout once it listens, so a test can wait for it, and serves until SIGTERM/SIGINT.
 With --user/--password clients must authenticate (Basic), like a real camera.
+``--check`` only verifies that everything needed is installed (exit 0) or names what
+is missing (exit 1), for .ci/services.sh and the tests' skip reason.
 
 Usage: /usr/bin/python3 tests/rtsp_server.py --port 8554 [--path /cam] [--width 320 --height 240 --fps 25]
+       /usr/bin/python3 tests/rtsp_server.py --check
 """
 
 from __future__ import annotations
@@ -20,10 +23,13 @@ gi.require_version("Gst", "1.0")
 gi.require_version("GstRtspServer", "1.0")
 from gi.repository import GLib, Gst, GstRtspServer  # noqa: E402
 
+ELEMENTS = ("videotestsrc", "jpegenc", "rtpjpegpay")  # plugins-base, plugins-good
+
 
 def main() -> int:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--check", action="store_true")
+    parser.add_argument("--port", type=int, default=8554)
     parser.add_argument("--path", default="/cam")
     parser.add_argument("--width", type=int, default=320)
     parser.add_argument("--height", type=int, default=240)
@@ -33,10 +39,16 @@ def main() -> int:
     args = parser.parse_args()
 
     Gst.init(None)
+    missing = [name for name in ELEMENTS if Gst.ElementFactory.find(name) is None]
+    if missing:
+        print(f"GStreamer elements missing: {', '.join(missing)}", file=sys.stderr)
+        return 1
+    if args.check:
+        return 0
     factory = GstRtspServer.RTSPMediaFactory()
     # MJPEG over RTP: in every GStreamer install (plugins-good) and every FFmpeg build
     factory.set_launch(
-        f"( videotestsrc is-live=true pattern=ball ! video/x-raw,width={args.width},height={args.height},"
+        f"( videotestsrc is-live=true pattern=ball ! video/x-raw,format=I420,width={args.width},height={args.height},"
         f"framerate={args.fps}/1 ! jpegenc quality=80 ! rtpjpegpay name=pay0 pt=26 )"
     )
     factory.set_shared(True)  # one pipeline for all clients, as a camera has

@@ -18,7 +18,7 @@ from torchvision.models.detection import (
 )
 
 from segmenter.errors import InputError
-from segmenter.maskrcnn import MaskRCNNConfig, MaskRCNNSegmenter, crop_masks, resolve_device
+from segmenter.maskrcnn import MaskRCNNConfig, MaskRCNNSegmenter, paste_crops, resolve_device
 from segmenter.masks import CropMask, mask_iou
 
 SMALL = {"min_size": 128, "max_size": 160, "score_threshold": 0.0, "max_detections": 5}
@@ -100,19 +100,38 @@ def test_batches_give_one_result_per_frame_and_match_single_frames(segmenter):
     assert segmenter.segment([]) == []
 
 
-def test_crop_masks_match_a_full_frame_reference():
+def test_paste_crops_equal_torchvisions_full_frame_paste():
+    """Our per-box paste gives the very pixels of torchvision's full-frame paste, thresholded."""
+    from torchvision.models.detection.roi_heads import paste_masks_in_image
+
     rng = np.random.default_rng(0)
-    probs = torch.from_numpy(rng.random((4, 1, 30, 40), dtype=np.float32)) * 0.4  # all below 0.5
-    probs[0, 0, 5:12, 7:20] = 0.9
-    probs[1, 0, 0:30, 39] = 0.7
-    probs[2, 0, 10, 10] = 0.51
-    masks = crop_masks(probs, 0.5)
-    for mask, prob in zip(masks, probs[:, 0].numpy()):
-        np.testing.assert_array_equal(mask.to_full(30, 40), prob > 0.5)
-        reference = CropMask.from_full(prob > 0.5)
-        assert mask.window == reference.window and np.array_equal(mask.crop, reference.crop)
-    assert [m.area for m in masks] == [7 * 13, 30, 1, 0]
-    assert crop_masks(torch.zeros(0, 1, 30, 40), 0.5) == []
+    masks = torch.from_numpy(rng.random((6, 1, 28, 28), dtype=np.float32))
+    masks[4] = 0.1  # nothing above the threshold: an empty crop
+    boxes = torch.tensor([[10.2, 5.7, 60.1, 40.0], [0.0, 0.0, 159.9, 119.9], [-20.0, 30.0, 15.0, 70.0],
+                          [150.0, 100.0, 190.0, 140.0], [30.0, 30.0, 50.0, 50.0], [70.0, 60.0, 71.0, 61.0]])
+    crops = paste_crops(masks, boxes, (120, 160), 0.5)
+    full = paste_masks_in_image(masks, boxes, (120, 160))[:, 0] > 0.5
+    for crop, reference in zip(crops, full.numpy()):
+        np.testing.assert_array_equal(crop.to_full(120, 160), reference)
+        tight = CropMask.from_full(reference)
+        assert crop.window == tight.window and np.array_equal(crop.crop, tight.crop)
+    assert crops[4].area == 0 and crops[2].x0 == 0  # clipped at the left edge
+    assert paste_crops(torch.zeros(0, 1, 28, 28), torch.zeros(0, 4), (120, 160), 0.5) == []
+
+
+def test_segments_equal_torchvisions_own_postprocess(segmenter):
+    """The staged forward pass returns what the model's own forward returns, masks included."""
+    image = drawn_image(3)
+    (ours,) = segmenter.segment([image])
+    tensor = (torch.from_numpy(image[..., ::-1].copy()).permute(2, 0, 1).float() / 255).to(segmenter.device)
+    on_cuda = segmenter.device.type == "cuda"  # the same mixed precision as the segmenter uses there
+    with torch.inference_mode(), torch.autocast("cuda", dtype=torch.float16, enabled=on_cuda):
+        (theirs,) = segmenter.model([tensor])
+    theirs = {key: value.float().cpu() for key, value in theirs.items()}
+    np.testing.assert_allclose(ours.boxes, theirs["boxes"].numpy(), atol=1e-3)
+    np.testing.assert_allclose(ours.scores, theirs["scores"].numpy(), atol=1e-4)
+    for mask, prob in zip(ours.masks, theirs["masks"][:, 0].numpy()):
+        np.testing.assert_array_equal(mask.to_full(*image.shape[:2]), prob > 0.5)
 
 
 def test_cpu_is_chosen_without_cuda(monkeypatch):
