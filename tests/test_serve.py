@@ -17,12 +17,11 @@ import threading
 import time
 import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 
 import pytest
 import yaml
-from standardwebhooks import Webhook
 from sqlalchemy import select
+from standardwebhooks import Webhook
 
 from analytics.store import make_engine, runs
 from maskwatch.synthetic import demo_config, render_scene
