@@ -91,8 +91,9 @@ def run_camera(config: AppConfig, camera: LiveCameraConfig, out_dir: Path) -> No
     occupancy: dict[str, dict[str, int]] = {}
     status = "finished"
     source.start()
+    parent = os.getppid()
     try:
-        while not stopping:
+        while not stopping and os.getppid() == parent:  # an orphan (service killed with -9) stops too
             frame = source.read(timeout=0.5)
             now = time.time()
             if now - last_geometry_check >= GEOMETRY_POLL_S:  # zones edited in the dashboard: applied between frames
@@ -125,7 +126,7 @@ def run_camera(config: AppConfig, camera: LiveCameraConfig, out_dir: Path) -> No
                     "camera": camera.name, "pid": os.getpid(), "updated_ts": now, "run_id": run_id,
                     "source": state.source, "connected": state.connected, "fps_in": state.fps_in,
                     "fps_out": round(processing_fps, 2), "dropped": state.dropped, "reconnects": state.reconnects,
-                    "last_error": state.last_error, "backoff_s": state.backoff_s, "frame_size": state.frame_size,
+                    "last_error": state.last_error, "backoff_s": state.backoff_s, "frame_size": state.frame_size, "queue_depth": state.queue_depth,
                     "lag_s": round(lag, 3) if state.connected else None, "frames": frames, "ended": state.ended,
                     "visible": visible, "occupancy": occupancy,
                     "unique": dict(sorted(analyzer.unique.items())), "line_counts": analyzer.line_counts(),

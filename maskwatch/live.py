@@ -80,6 +80,7 @@ class SourceState:
     frame_size: tuple[int, int] | None  # (width, height) of the newest frame
     backoff_s: float  # wait before the next attempt while disconnected; 0 when connected
     ended: bool  # a local file without loop=True has played to its end; nothing more will come
+    queue_depth: int  # frames waiting for the consumer: 0 or 1 (only the latest is ever kept)
 
 
 class _Outcome(enum.Enum):
@@ -240,6 +241,7 @@ class LiveSource:
                 frame_size=self._frame_size,
                 backoff_s=self._backoff_s,
                 ended=self._ended,
+                queue_depth=int(self._slot is not None),
             )
 
     # -- reader thread --------------------------------------------------------------------------

@@ -124,6 +124,7 @@ class _Collector:
             "fps_out": GaugeMetricFamily("maskwatch_camera_fps_out", "Frames per second processed", labels=["camera"]),
             "lag_s": GaugeMetricFamily("maskwatch_camera_lag_seconds", "Capture to end of processing, last frame", labels=["camera"]),
             "backoff_s": GaugeMetricFamily("maskwatch_camera_backoff_seconds", "Current reconnect wait", labels=["camera"]),
+            "queue_depth": GaugeMetricFamily("maskwatch_camera_queue_depth", "Frames waiting to be processed", labels=["camera"]),
         }
         counters = {
             "dropped": CounterMetricFamily("maskwatch_camera_dropped_frames", "Stale frames dropped unprocessed", labels=["camera"]),
@@ -157,8 +158,8 @@ def _http_server(service: Service, registry: CollectorRegistry) -> ThreadingHTTP
             elif self.path.startswith("/healthz"):
                 cameras = service.status()
                 body = json.dumps({"status": "ok", "cameras": {
-                    n: {k: s.get(k) for k in ("connected", "fps_in", "fps_out", "lag_s", "dropped", "reconnects", "last_error",
-                                              "worker_alive", "worker_restarts", "source")}
+                    n: {k: s.get(k) for k in ("connected", "fps_in", "fps_out", "lag_s", "frames", "dropped", "reconnects",
+                                              "queue_depth", "backoff_s", "last_error", "worker_alive", "worker_restarts", "source")}
                     for n, s in cameras.items()}}).encode()
                 ctype, code = "application/json", 200
             else:

@@ -17,14 +17,16 @@ import threading
 import time
 import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 import pytest
 import yaml
 from sqlalchemy import select
 from standardwebhooks import Webhook
 
-from analytics.store import make_engine, runs
+from analytics.store import alarms, make_engine, runs
 from maskwatch.synthetic import demo_config, render_scene
+from tests.test_live import RtspCamera, gstreamer  # noqa: F401 (a fixture)
 
 SECRET = "whsec_" + base64.b64encode(b"maskwatch-serve-test-secret-0001").decode()
 
@@ -36,16 +38,21 @@ def free_port() -> int:
 
 
 class Receiver:
-    """Accepts webhooks, verifies each signature, keeps the payloads."""
+    """Accepts webhooks, verifies each signature, keeps the payloads; answers 503 while ``failing``."""
 
     def __init__(self) -> None:
         self.payloads: list[dict] = []
         self.invalid = 0
+        self.failing = False
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:  # noqa: N802
                 body = self.rfile.read(int(self.headers["content-length"]))
+                if receiver.failing:
+                    self.send_response(503)
+                    self.end_headers()
+                    return
                 try:
                     receiver.payloads.append(Webhook(SECRET).verify(body, dict(self.headers)))
                     code = 204
@@ -155,3 +162,68 @@ def test_serve_tracks_a_live_clip_keeps_a_dead_camera_in_backoff_and_delivers_al
     for path in (out / "live").iterdir():
         assert "s3cr3t" not in path.read_bytes().decode("latin-1")
     assert os.path.exists(out / "maskwatch.db")
+
+
+def start_service(config: dict, folder: Path) -> subprocess.Popen:
+    (folder / "site.yaml").write_text(yaml.safe_dump(config))
+    return subprocess.Popen([sys.executable, "-m", "maskwatch", "serve", "--config", str(folder / "site.yaml"), "--out",
+                             str(folder / "out")], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def camera_state(base: str, name: str) -> dict:
+    return json.loads(get(base + "/healthz"))["cameras"][name]
+
+
+def test_rtsp_camera_reconnects_and_alarms_survive_kill_9(gstreamer, tmp_path):  # noqa: F811
+    """A real RTSP camera: killed and back within 5 s; then the service is killed -9 and every alarm still arrives."""
+    rtsp = RtspCamera()
+    rtsp.start()
+    receiver = Receiver()
+    receiver.failing = True  # alarms pile up in the outbox
+    listen = f"127.0.0.1:{free_port()}"
+    base = f"http://{listen}"
+    config = {
+        "segmenter": {"name": "motion", "motion": {"warmup_frames": 5, "min_area": 100}},
+        "alarms": [{"name": "any", "kinds": ["zone_enter", "zone_exit"], "cooldown_s": 0, "notify": ["ops"]}],
+        "delivery": {"webhooks": [{"name": "ops", "url": receiver.url, "secret": SECRET}], "backoff": {"initial_s": 0.2, "max_s": 0.5}},
+        "cameras": [{"name": "cam", "source": rtsp.url(), "fps": 25, "stall_s": 1, "backoff_max_s": 1,
+                     "zones": [{"name": "left", "polygon": [[0, 0], [159, 0], [159, 239], [0, 239]], "enter_frames": 1, "exit_frames": 1}]}],
+        "service": {"listen": listen},
+    }
+    proc = start_service(config, tmp_path)
+    try:
+        wait_for(lambda: (camera_state(base, "cam").get("frames") or 0) > 20, 60, "frames from the RTSP camera")
+        rtsp.kill()
+        wait_for(lambda: camera_state(base, "cam")["connected"] is False, 15, "the camera to drop")
+        rtsp.start()
+        back = time.monotonic()
+        before = camera_state(base, "cam")["frames"]
+        wait_for(lambda: (c := camera_state(base, "cam"))["connected"] and c["frames"] > before, 15, "the camera to come back")
+        assert time.monotonic() - back < 5.0
+        assert camera_state(base, "cam")["reconnects"] >= 1
+        url = f"sqlite:///{tmp_path / 'out' / 'maskwatch.db'}"
+        wait_for(lambda: len(alarm_ids(url)) >= 2, 60, "alarms in the store")
+        proc.kill()  # kill -9: the outbox keeps what was not delivered
+        proc.communicate()
+        time.sleep(1.0)  # the orphaned worker notices its parent is gone and stops
+        stored = alarm_ids(url)
+        receiver.failing = False
+        proc = start_service(config, tmp_path)
+        wait_for(lambda: stored <= {p["alarm"]["id"] for p in receiver.payloads}, 60, "every stored alarm delivered")
+        assert receiver.invalid == 0
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            proc.communicate(timeout=60)
+        rtsp.kill()
+        receiver.server.shutdown()
+    assert proc.returncode == 0
+
+
+def alarm_ids(url: str) -> set[str]:
+    engine = make_engine(url)
+    try:
+        with engine.connect() as conn:
+            return {row.id for row in conn.execute(select(alarms.c.id))}
+    finally:
+        engine.dispose()
