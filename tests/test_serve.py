@@ -27,6 +27,7 @@ from standardwebhooks import Webhook
 from analytics.store import alarms, make_engine, runs
 from maskwatch.synthetic import demo_config, render_scene
 from tests.test_live import RtspCamera, gstreamer  # noqa: F401 (a fixture)
+from tests.test_mqtt import Subscriber, prefix  # noqa: F401 (a fixture)
 
 SECRET = "whsec_" + base64.b64encode(b"maskwatch-serve-test-secret-0001").decode()
 
@@ -76,7 +77,7 @@ def get(url: str) -> str:
 
 
 @pytest.fixture
-def service(tmp_path):
+def service(tmp_path, prefix):  # noqa: F811
     video = tmp_path / "belt.mp4"
     render_scene(video)
     receiver = Receiver()
@@ -87,8 +88,9 @@ def service(tmp_path):
         "segmenter": demo["segmenter"],
         "tracker": demo["tracker"],
         "sampling": {"measure_every": 1, "count_every_s": 0.5},
-        "alarms": [{**demo["alarms"][0], "notify": ["ops"], "cooldown_s": 0}],
+        "alarms": [{**demo["alarms"][0], "notify": ["ops", "mqtt"], "cooldown_s": 0}],
         "delivery": {"webhooks": [{"name": "ops", "url": receiver.url, "secret": SECRET}]},
+        "mqtt": {"topic_prefix": prefix, "client_id": f"{prefix}-service"},
         "cameras": [
             {**{k: v for k, v in demo["camera"].items() if k != "name"}, "name": "belt", "source": str(video), "loop": True, "fps": 10},
             {"name": "dead", "source": dead, "stall_s": 1, "backoff_max_s": 1},
@@ -97,9 +99,11 @@ def service(tmp_path):
     }
     (tmp_path / "site.yaml").write_text(yaml.safe_dump(config))
     out = tmp_path / "out"
+    subscriber = Subscriber(f"{prefix}/#")
     proc = subprocess.Popen([sys.executable, "-m", "maskwatch", "serve", "--config", str(tmp_path / "site.yaml"), "--out", str(out)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    yield proc, f"http://{listen}", receiver, out
+    yield proc, f"http://{listen}", receiver, out, (subscriber, prefix)
+    subscriber.close()
     if proc.poll() is None:
         proc.kill()
         proc.communicate()
@@ -120,7 +124,7 @@ def wait_for(check, timeout: float, what: str):
 
 
 def test_serve_tracks_a_live_clip_keeps_a_dead_camera_in_backoff_and_delivers_alarms(service):
-    proc, base, receiver, out = service
+    proc, base, receiver, out, (subscriber, prefix) = service
     health = wait_for(lambda: (h := json.loads(get(base + "/healthz")))["cameras"]["belt"].get("connected") and h, 60, "/healthz")
     assert health["status"] == "ok"
 
@@ -151,10 +155,23 @@ def test_serve_tracks_a_live_clip_keeps_a_dead_camera_in_backoff_and_delivers_al
     save_geometry(f"sqlite:///{out / 'maskwatch.db'}", "belt", [whole], [], [], "test")
     wait_for(lambda: "whole-belt" in json.loads((out / "live" / "belt.json").read_text())["occupancy"], 30, "the edited zone")
 
+    # MQTT: the same alarm at QoS 1, retained counts and camera status
+    mqtt_alarm = json.loads(subscriber.next(f"{prefix}/belt/alarm", timeout=30).payload)
+    assert mqtt_alarm["alarm"]["rule"] == "person-on-belt" and mqtt_alarm["alarm"]["id"] in {p["alarm"]["id"] for p in receiver.payloads}
+    running = Subscriber(f"{prefix}/#")  # retained messages: what a dashboard connecting now is told
+    retained = {m.topic: m for m in running.drain(0.5) if m.retain}
+    running.close()
+    assert retained[f"{prefix}/belt/status"].payload == b"online" and retained[f"{prefix}/dead/status"].payload == b"offline"
+    assert retained[f"{prefix}/belt/counts"].qos == 1 and "visible" in json.loads(retained[f"{prefix}/belt/counts"].payload)
+
     proc.send_signal(signal.SIGTERM)
     stdout, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 0, stderr
     assert "s3cr3t" not in stdout + stderr
+    late = Subscriber(f"{prefix}/#")  # retained: what a client connecting now is told
+    states = {m.topic: m.payload for m in late.drain(0.5) if m.retain}
+    late.close()
+    assert states[f"{prefix}/status"] == b"offline" and states[f"{prefix}/belt/status"] == b"offline"
     with make_engine(f"sqlite:///{out / 'maskwatch.db'}").connect() as conn:
         rows = {r.source.split("/")[-1]: r for r in conn.execute(select(runs.c.source, runs.c.status, runs.c.frames))}
     assert all(r.status == "finished" for r in rows.values()) and rows["belt.mp4"].frames > 50
