@@ -124,7 +124,7 @@ def wait_for(check, timeout: float, what: str):
 
 
 def test_serve_tracks_a_live_clip_keeps_a_dead_camera_in_backoff_and_delivers_alarms(service):
-    proc, base, receiver, out, (subscriber, prefix) = service
+    proc, base, receiver, out, (subscriber, topics) = service
     health = wait_for(lambda: (h := json.loads(get(base + "/healthz")))["cameras"]["belt"].get("connected") and h, 60, "/healthz")
     assert health["status"] == "ok"
 
@@ -156,22 +156,22 @@ def test_serve_tracks_a_live_clip_keeps_a_dead_camera_in_backoff_and_delivers_al
     wait_for(lambda: "whole-belt" in json.loads((out / "live" / "belt.json").read_text())["occupancy"], 30, "the edited zone")
 
     # MQTT: the same alarm at QoS 1, retained counts and camera status
-    mqtt_alarm = json.loads(subscriber.next(f"{prefix}/belt/alarm", timeout=30).payload)
+    mqtt_alarm = json.loads(subscriber.next(f"{topics}/belt/alarm", timeout=30).payload)
     assert mqtt_alarm["alarm"]["rule"] == "person-on-belt" and mqtt_alarm["alarm"]["id"] in {p["alarm"]["id"] for p in receiver.payloads}
-    running = Subscriber(f"{prefix}/#")  # retained messages: what a dashboard connecting now is told
+    running = Subscriber(f"{topics}/#")  # retained messages: what a dashboard connecting now is told
     retained = {m.topic: m for m in running.drain(0.5) if m.retain}
     running.close()
-    assert retained[f"{prefix}/belt/status"].payload == b"online" and retained[f"{prefix}/dead/status"].payload == b"offline"
-    assert retained[f"{prefix}/belt/counts"].qos == 1 and "visible" in json.loads(retained[f"{prefix}/belt/counts"].payload)
+    assert retained[f"{topics}/belt/status"].payload == b"online" and retained[f"{topics}/dead/status"].payload == b"offline"
+    assert retained[f"{topics}/belt/counts"].qos == 1 and "visible" in json.loads(retained[f"{topics}/belt/counts"].payload)
 
     proc.send_signal(signal.SIGTERM)
     stdout, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 0, stderr
     assert "s3cr3t" not in stdout + stderr
-    late = Subscriber(f"{prefix}/#")  # retained: what a client connecting now is told
+    late = Subscriber(f"{topics}/#")  # retained: what a client connecting now is told
     states = {m.topic: m.payload for m in late.drain(0.5) if m.retain}
     late.close()
-    assert states[f"{prefix}/status"] == b"offline" and states[f"{prefix}/belt/status"] == b"offline"
+    assert states[f"{topics}/status"] == b"offline" and states[f"{topics}/belt/status"] == b"offline"
     with make_engine(f"sqlite:///{out / 'maskwatch.db'}").connect() as conn:
         rows = {r.source.split("/")[-1]: r for r in conn.execute(select(runs.c.source, runs.c.status, runs.c.frames))}
     assert all(r.status == "finished" for r in rows.values()) and rows["belt.mp4"].frames > 50
