@@ -1,4 +1,4 @@
-"""``maskwatch`` command line: run, serve, track, eval, demo, export, purge, ack.
+"""``maskwatch`` command line: run, serve, dashboard, track, eval, demo, export, purge, ack.
 
 Bad input (files, config, weights) is reported as one line on stderr with exit
 code 2; ``--debug`` shows the traceback instead.
@@ -159,6 +159,24 @@ def serve(
     cfg = load_config(config)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     raise typer.Exit(run_service(cfg, out))
+
+
+@app.command()
+def dashboard(
+    config: Path = typer.Option(..., "--config", "-c", help="Site YAML (store, service.live_dir, dashboard.auth)."),
+    out: Path = typer.Option(Path("serve-out"), "--out", "-o", help="The folder `maskwatch serve --out` writes to."),
+    port: int = typer.Option(8501, "--port", help="Port of the dashboard."),
+    address: str = typer.Option("127.0.0.1", "--address", help="Address to listen on (put TLS in front for others)."),
+) -> None:
+    """Open the operator dashboard (Streamlit) on the store and the service's live files."""
+    import subprocess
+
+    if not config.is_file():
+        raise InputError(f"config file not found: {config}")
+    app_path = Path(__file__).resolve().parents[1] / "dashboard" / "app.py"
+    command = [sys.executable, "-m", "streamlit", "run", str(app_path), "--server.port", str(port), "--server.address", address,
+               "--server.headless", "true", "--browser.gatherUsageStats", "false", "--", "--config", str(config), "--out", str(out)]
+    raise typer.Exit(subprocess.call(command))
 
 
 @app.command()

@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from analytics.config import AlarmRule, CameraConfig, RulesConfig, SamplingConfig, StoreConfig
 from analytics.delivery import DeliveryConfig
 from analytics.mqtt import MqttConfig
+from dashboard.settings import DashboardSection
 from segmenter.errors import InputError
 from segmenter.maskrcnn import MaskRCNNConfig
 from segmenter.motion import MotionConfig
@@ -76,6 +77,7 @@ class AppConfig(BaseModel):
     service: ServiceSection = Field(default_factory=ServiceSection)
     delivery: DeliveryConfig = Field(default_factory=DeliveryConfig, description="Webhooks and how alarms are retried.")
     mqtt: MqttConfig | None = Field(None, description="MQTT broker for alarms, counts and camera status.")
+    dashboard: DashboardSection = Field(default_factory=DashboardSection, description="maskwatch dashboard: auth, refresh.")
 
     @model_validator(mode="after")
     def _unique_cameras(self) -> AppConfig:
