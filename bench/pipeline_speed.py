@@ -15,19 +15,12 @@ import time
 from pathlib import Path
 
 import cv2
+from procstat import rss_mb  # bench/procstat.py: scripts run from bench/
 
 from maskwatch.config import AppConfig
 from maskwatch.pipeline import run_pipeline
 
 DEFAULT_VIDEO = Path(__file__).resolve().parents[2] / "shared" / "data" / "vtest.avi"
-
-
-def rss_mb() -> float:
-    with open("/proc/self/status") as status:
-        for line in status:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return float("nan")
 
 
 def decode_fps(video: Path) -> float:

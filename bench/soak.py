@@ -22,16 +22,9 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+from procstat import rss_mb  # bench/procstat.py: scripts run from bench/
 
 from maskwatch.live import LiveSource
-
-
-def rss_mb() -> float:
-    with open("/proc/self/status") as status:
-        for line in status:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return float("nan")
 
 
 def make_clip(path: Path, seconds: float = 10.0, fps: float = 25.0) -> Path:

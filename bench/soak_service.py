@@ -25,25 +25,9 @@ import urllib.request
 from pathlib import Path
 
 import yaml
+from procstat import children, rss_mb  # bench/procstat.py: scripts run from bench/
 
 from maskwatch.synthetic import demo_config, render_scene
-
-
-def rss_mb(pid: int) -> float:
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return 0.0
-
-
-def children(pid: int) -> list[int]:
-    try:
-        return [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
-    except OSError:
-        return []
 
 
 def main() -> None:
