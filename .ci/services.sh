@@ -107,3 +107,21 @@ if setup_rtsp_server; then
 else
     echo "services: GStreamer RTSP server could not be set up; the live-camera RTSP tests will skip"
 fi
+
+# Headless Chromium for tests/test_dashboard_browser.py: Debian's package, driven by Playwright's Python
+# package through executable_path (never Playwright's own browser downloads).
+CHROMIUM=/usr/bin/chromium
+
+setup_chromium() {
+    [ -x "$CHROMIUM" ] && return 0
+    echo "services: installing Chromium (apt-get)"
+    command -v apt-get >/dev/null 2>&1 || return 1
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null || return 1
+    [ -x "$CHROMIUM" ]
+}
+
+if setup_chromium; then
+    echo "services: Chromium available ($CHROMIUM)"
+else
+    echo "services: Chromium could not be installed at $CHROMIUM; the dashboard browser test will skip"
+fi

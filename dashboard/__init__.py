@@ -1,0 +1,1 @@
+"""The operator dashboard (Streamlit): reads the store and the live service's files; imports analytics, never maskwatch."""

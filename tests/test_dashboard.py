@@ -32,8 +32,9 @@ PASSWORDS = {"olivia": "operator-pass", "victor": "viewer-pass"}
 
 
 def run_demo(out: Path) -> Path:
-    subprocess.run([sys.executable, "-m", "maskwatch", "demo", "--out", str(out), "--no-render"], cwd=REPO, check=True,
-                   capture_output=True, timeout=600)  # fmt: skip
+    done = subprocess.run([sys.executable, "-m", "maskwatch", "demo", "--out", str(out), "--no-render"], cwd=REPO,
+                          capture_output=True, text=True, timeout=600)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
     return out
 
 
@@ -378,8 +379,10 @@ def test_pages_on_postgresql(store_url: str, demo: Path, tmp_path: Path, monkeyp
     """The SQL that differs by dialect (floor, JSON fields, least, window functions) on a real PostgreSQL store."""
     site = yaml.safe_load((demo / "site.yaml").read_text()) | {"store": {"url": store_url}}
     (tmp_path / "pg.yaml").write_text(yaml.safe_dump(site))
-    subprocess.run([sys.executable, "-m", "maskwatch", "run", str(demo / "scene.mp4"), "--config", str(tmp_path / "pg.yaml"),
-                    "--out", str(tmp_path / "out")], cwd=REPO, check=True, capture_output=True, timeout=600)  # fmt: skip
+    done = subprocess.run([sys.executable, "-m", "maskwatch", "run", str(demo / "scene.mp4"), "--config",
+                           str(tmp_path / "pg.yaml"), "--out", str(tmp_path / "out")], cwd=REPO, capture_output=True,
+                          text=True, timeout=600)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
     configure(monkeypatch, tmp_path, tmp_path / "unused.db", tmp_path / "out" / "snapshots")
     monkeypatch.setenv("MASKWATCH_STORE_URL", store_url)
     at = open_app("counts.py")

@@ -1,0 +1,94 @@
+"""Live page: each camera's latest annotated frame, health and current counts, from the service's live files.
+
+The panel is a fragment re-run a few times a second: only it re-renders, it
+reads two small files per camera, and a camera that stops publishing turns
+"stale" on screen within ``dashboard.stale_after_s``.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+import streamlit as st
+
+from dashboard.live_files import CameraStatus, read_frame, read_statuses
+from dashboard.widgets import context
+
+BADGES = {"live": ("green", ":material/check_circle:"), "stale": ("red", ":material/schedule:"),
+          "disconnected": ("red", ":material/link_off:"), "worker down": ("red", ":material/error:")}  # fmt: skip
+
+
+def _number(value: object, suffix: str = "", digits: int = 1) -> str:
+    return "—" if value is None else f"{value:.{digits}f}{suffix}" if isinstance(value, float) else f"{value}{suffix}"
+
+
+def _counts_table(counts: dict, label: str) -> pd.DataFrame:
+    return pd.DataFrame([{label: k, "visible": v} for k, v in sorted(counts.items())], columns=[label, "visible"])
+
+
+def _occupancy_table(occupancy: dict) -> pd.DataFrame:
+    rows = [{"zone": zone, "class": name, "inside": n} for zone, by_class in sorted(occupancy.items()) for name, n in sorted(by_class.items())]
+    return pd.DataFrame(rows, columns=["zone", "class", "inside"])
+
+
+def _lines_table(line_counts: dict) -> pd.DataFrame:
+    rows = [{"line": line, "class": name, "in": v.get("in", 0), "out": v.get("out", 0)}
+            for line, by_class in sorted(line_counts.items()) for name, v in sorted(by_class.items())]  # fmt: skip
+    return pd.DataFrame(rows, columns=["line", "class", "in", "out"])
+
+
+def camera_panel(camera: CameraStatus, stale_after_s: float) -> None:
+    s = camera.status
+    health, why = camera.health(stale_after_s)
+    color, icon = BADGES[health]
+    with st.container(border=True):
+        st.subheader(camera.camera)
+        st.badge(f"{health}: {why}", color=color, icon=icon)
+        if health != "live" and s.get("last_error"):
+            st.error(f"Last error: {s['last_error']}")
+        st.caption(f"source: {s.get('source', '—')}")  # published already redacted by the worker
+        picture, numbers = st.columns([3, 2])
+        with picture:
+            frame = read_frame(camera)
+            if frame is None:
+                st.info("No frame yet.")
+            else:
+                st.image(frame, caption=f"{camera.camera} · latest frame", width="stretch")
+        with numbers:
+            a, b, c = st.columns(3)
+            a.metric("FPS in", _number(s.get("fps_in")))
+            b.metric("FPS processed", _number(s.get("fps_out")))
+            c.metric("Lag", _number(s.get("lag_s"), " s", 2))
+            a.metric("Dropped", _number(s.get("dropped")))
+            b.metric("Reconnects", _number(s.get("reconnects")))
+            c.metric("Frames", _number(s.get("frames")))
+            if "worker_restarts" in s:
+                a.metric("Worker restarts", _number(s["worker_restarts"]))
+            b.metric("Alarms", _number(s.get("alarms")))
+            st.markdown("**Visible now**")
+            st.dataframe(_counts_table(s.get("visible") or {}, "class"), hide_index=True)
+            st.markdown("**In zones now**")
+            st.dataframe(_occupancy_table(s.get("occupancy") or {}), hide_index=True)
+        if s.get("line_counts"):
+            st.markdown("**Line counts (this run)**")
+            st.dataframe(_lines_table(s["line_counts"]), hide_index=True)
+        if s.get("unique"):
+            st.caption("Unique objects this run: " + ", ".join(f"{k} {v}" for k, v in s["unique"].items()))
+
+
+def render() -> None:
+    settings, _ = context()
+    st.title("Live")
+
+    @st.fragment(run_every=settings.dashboard.live_refresh_s)
+    def panels() -> None:
+        cameras = read_statuses(settings.live_dir)
+        if not cameras:
+            st.info(f"No live cameras: no status files in {settings.live_dir}. Is `maskwatch serve` running with this config?")
+        for camera in cameras:
+            camera_panel(camera, settings.dashboard.stale_after_s)
+
+    panels()
+
+
+if __name__ == "__main__":
+    render()

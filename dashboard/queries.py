@@ -1,0 +1,413 @@
+"""The dashboard's reads: aggregates computed by the database, on the store's (camera, time) indexes.
+
+Every query here returns at most a few thousand rows however large the store
+is: counts are bucketed in SQL, size histograms and percentiles are grouped in
+SQL, lists are limited. Each camera filter is an ``IN`` on ``camera_id`` so the
+``(camera_id, ts)`` indexes serve it even for "all cameras". The engine is
+shared per URL (``st.cache_resource``) and results live a few seconds
+(``st.cache_data``): several operators looking at the same page cost one query.
+
+SQL that differs between SQLite and PostgreSQL (floor, JSON fields, two-argument
+min) goes through :func:`_floor`, :func:`_json_text` and ``size_histogram``'s ``smaller``.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pandas as pd
+import streamlit as st
+from sqlalchemy import Engine, Float, Integer, and_, case, cast, func, inspect, literal, or_, select
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.sql import ColumnElement, Select
+
+from analytics import unique_counts
+from analytics.delivery import outbox_status
+from analytics.geometry_store import GEOMETRY_KEYS, camera_geometry, load_geometry
+from analytics.records import SIZE_FIELDS
+from analytics.store import alarms, cameras, counts, deliveries, events, make_engine, observations, runs, tracks
+
+TTL_S = 10  # how long a query result is reused; pages that must show a change (acknowledge, save) clear their caches
+MAX_ROWS = 1000  # longest list a page shows
+
+Ids = tuple[int, ...]
+
+
+@st.cache_resource(show_spinner=False)
+def engine(url: str) -> Engine:
+    """One pool per store URL for the whole server, not one per page view."""
+    return make_engine(url)
+
+
+def _read(url: str, stmt: Select, **dtypes: str) -> pd.DataFrame:
+    with engine(url).connect() as conn:
+        return pd.read_sql(stmt, conn, dtype=dtypes or None)
+
+
+def _floor(expr: ColumnElement, url: str) -> ColumnElement:
+    """floor() of a non-negative number: PostgreSQL rounds on CAST, SQLite may lack floor() but truncates on CAST."""
+    return func.floor(expr) if engine(url).dialect.name == "postgresql" else cast(expr, Integer)
+
+
+def _json_text(column: ColumnElement, key: str, url: str) -> ColumnElement:
+    """One top-level field of a JSON text column, as text."""
+    if engine(url).dialect.name == "postgresql":
+        return cast(column, postgresql.JSONB)[key].astext
+    return func.json_extract(column, f"$.{key}")
+
+
+def to_time(ts: pd.Series) -> pd.Series:
+    return pd.to_datetime(ts, unit="s", utc=True)
+
+
+# -- cameras and time --------------------------------------------------------------------------------------------
+
+
+@st.cache_data(ttl=TTL_S, show_spinner=False)
+def camera_ids(url: str) -> dict[str, int]:
+    """Camera name → id, in name order."""
+    with engine(url).connect() as conn:
+        return {name: cid for cid, name in conn.execute(select(cameras.c.id, cameras.c.name).order_by(cameras.c.name))}
+
+
+@st.cache_data(ttl=TTL_S, show_spinner=False)
+def data_extent(url: str, ids: Ids) -> tuple[float, float] | None:
+    """Earliest and latest count or event time of these cameras; each MIN/MAX is one index seek per camera."""
+    lows, highs = [], []
+    with engine(url).connect() as conn:
+        for table in (counts, events):
+            for cid in ids:
+                low, high = conn.execute(select(func.min(table.c.ts), func.max(table.c.ts)).where(table.c.camera_id == cid)).one()
+                if low is not None:
+                    lows.append(low)
+                    highs.append(high)
+    return (min(lows), max(highs)) if lows else None
+
+
+@st.cache_data(ttl=TTL_S, show_spinner=False)
+def known_classes(url: str) -> list[str]:
+    with engine(url).connect() as conn:
+        return list(conn.execute(select(tracks.c.class_name).distinct().order_by(tracks.c.class_name)).scalars())
+
+
+# -- counts ------------------------------------------------------------------------------------------------------
+
+
+@st.cache_data(ttl=TTL_S, show_spinner=False)
+def count_series(url: str, ids: Ids, since: float, until: float, bucket_s: float, peak: bool) -> pd.DataFrame:
+    """Visible objects per time bucket, class and zone (None: whole frame), summed over cameras.
+
+    Each camera's samples in a bucket are averaged (or their peak taken) first,
+    then cameras are added: two cameras seeing 3 people each show 6.
+    """
+    bucket = (_floor(counts.c.ts / bucket_s, url) * bucket_s).label("bucket")
+    value = (func.max(counts.c.visible) if peak else func.avg(cast(counts.c.visible, Float))).label("visible")
+    stmt = (
+        select(bucket, counts.c.camera_id, counts.c.class_name, counts.c.zone, value)
+        .where(counts.c.camera_id.in_(ids), counts.c.ts >= since, counts.c.ts < until)
+        .group_by(bucket, counts.c.camera_id, counts.c.class_name, counts.c.zone)
+    )
+    frame = _read(url, stmt)
+    frame = frame.groupby(["bucket", "class_name", "zone"], dropna=False, as_index=False)["visible"].sum()
+    frame.insert(0, "time", to_time(frame.bucket))
+    return frame.drop(columns="bucket").sort_values(["time", "class_name"]).reset_index(drop=True)
+
+
+@st.cache_data(ttl=TTL_S, show_spinner=False)
+def line_series(url: str, ids: Ids, since: float, until: float, bucket_s: float) -> pd.DataFrame:
+    """Line crossings per time bucket, line, class and direction (from ``line_cross`` events)."""
+    bucket = (_floor(events.c.ts / bucket_s, url) * bucket_s).label("bucket")
+    direction = _json_text(events.c.values_json, "direction", url).label("direction")
+    stmt = (
+        select(bucket, events.c.line, events.c.class_name, direction, func.count().label("crossings"))
+        .where(events.c.camera_id.in_(ids), events.c.ts >= since, events.c.ts < until, events.c.kind == "line_cross")
+        .group_by(bucket, events.c.line, events.c.class_name, direction)
+        .order_by(bucket)
+    )
+    frame = _read(url, stmt)
+    frame.insert(0, "time", to_time(frame.bucket))
+    return frame.drop(columns="bucket")
+
+
+@st.cache_data(ttl=TTL_S, show_spinner=False)
+def unique_per_class(url: str, cameras_shown: tuple[str, ...], since: float, until: float) -> dict[str, int]:
+    """Distinct objects per class seen in the window (analytics' definition: confirmed tracks overlapping it)."""
+    totals: dict[str, int] = {}
+    for camera in cameras_shown:
+        for name, n in unique_counts(url, since=since, until=until, camera=camera).items():
+            totals[name] = totals.get(name, 0) + n
+    return dict(sorted(totals.items()))
+
+
+# -- sizes -------------------------------------------------------------------------------------------------------
+
+
+def _sized_tracks(ids: Ids, since: float, until: float, measure: str) -> tuple[ColumnElement, list[ColumnElement]]:
+    """A track's median of ``measure`` and the filters for tracks *seen* in the window that have one."""
+    if measure not in SIZE_FIELDS:
+        raise ValueError(f"unknown measure {measure!r}: one of {', '.join(SIZE_FIELDS)}")
+    value = tracks.c[f"{measure}_median"]
+    where = [tracks.c.camera_id.in_(ids), tracks.c.first_ts < until, tracks.c.last_ts >= since, value.is_not(None)]
+    return value, where
+
+
+@st.cache_data(ttl=TTL_S, show_spinner=False)
+def size_histogram(url: str, ids: Ids, since: float, until: float, measure: str, bins: int = 30) -> pd.DataFrame:
+    """Tracks per size bin, per class and unit: ``bins`` equal bins between each class's smallest and largest."""
+    value, where = _sized_tracks(ids, since, until, measure)
+    keys = (tracks.c.class_name, tracks.c.unit)
+    ranges = select(*keys, func.min(value).label("lo"), func.max(value).label("hi")).where(*where).group_by(*keys).subquery()
+    width = case((ranges.c.hi > ranges.c.lo, (ranges.c.hi - ranges.c.lo) / bins), else_=literal(1.0))
+    smaller = func.least if engine(url).dialect.name == "postgresql" else func.min  # SQLite's 2-argument min()
+    index = smaller(_floor((value - ranges.c.lo) / width, url), bins - 1).label("bin")  # the largest value: last bin
+    stmt = (
+        select(*keys, index, ranges.c.lo, width.label("width"), func.count().label("tracks"))
+        .join(ranges, and_(ranges.c.class_name == tracks.c.class_name, ranges.c.unit == tracks.c.unit))
+        .where(*where)
+        .group_by(*keys, index, ranges.c.lo, width)
+        .order_by(*keys, index)
+    )
+    frame = _read(url, stmt)
+    frame["size_from"] = frame.lo + frame["bin"] * frame.width
+    frame["size_to"] = frame.size_from + frame.width
+    return frame[["class_name", "unit", "size_from", "size_to", "tracks"]]
+
+
+PERCENTILES = (5, 25, 50, 75, 95)
+
+
+@st.cache_data(ttl=TTL_S, show_spinner=False)
+def size_percentiles(url: str, ids: Ids, since: float, until: float, measure: str) -> pd.DataFrame:
+    """Per class and unit: tracks and the 5/25/50/75/95th percentile of their median ``measure`` (nearest rank).
+
+    One window-function query: rows are numbered per class in size order and
+    only the rows a percentile falls on come back, flagged with which ones.
+    """
+    value, where = _sized_tracks(ids, since, until, measure)
+    keys = (tracks.c.class_name, tracks.c.unit)
+    ranked = select(
+        *keys, value.label("value"),
+        func.row_number().over(partition_by=keys, order_by=value).label("rank"),
+        func.count().over(partition_by=keys).label("n"),
+    ).where(*where).subquery()  # fmt: skip
+    hits = [(ranked.c["rank"] == _floor((ranked.c.n - 1) * (p / 100), url) + 1) for p in PERCENTILES]
+    flags = [case((hit, 1), else_=0).label(f"p{p}") for p, hit in zip(PERCENTILES, hits)]
+    stmt = select(ranked.c.class_name, ranked.c.unit, ranked.c.n, ranked.c.value, *flags).where(or_(*hits))
+    frame = _read(url, stmt)
+    rows = []
+    for (name, unit), group in frame.groupby(["class_name", "unit"]):
+        row = {"class_name": name, "unit": unit, "tracks": int(group.n.iloc[0])}
+        rows.append(row | {f"p{p}": group.value[group[f"p{p}"] == 1].iloc[0] for p in PERCENTILES})
+    return pd.DataFrame(rows, columns=["class_name", "unit", "tracks", *(f"p{p}" for p in PERCENTILES)])
+
+
+SIZE_ORDERS = ("largest first", "smallest first", "newest first")
+
+
+@st.cache_data(ttl=TTL_S, show_spinner=False)
+def sized_tracks(
+    url: str, ids: Ids, since: float, until: float, measure: str, class_name: str | None, order: str, limit: int
+) -> tuple[pd.DataFrame, int]:
+    """Up to ``limit`` tracks with a measured ``measure``, in ``order`` (one of :data:`SIZE_ORDERS`), and the total."""
+    value, where = _sized_tracks(ids, since, until, measure)
+    if class_name is not None:
+        where.append(tracks.c.class_name == class_name)
+    ordering = {"largest first": value.desc(), "smallest first": value.asc(), "newest first": tracks.c.first_ts.desc()}[order]
+    sizes = [tracks.c[f"{f}_{stat}"] for f in SIZE_FIELDS for stat in ("median", "iqr")]
+    stmt = (
+        select(
+            cameras.c.name.label("camera"), tracks.c.run_id, tracks.c.track_id, tracks.c.class_name, tracks.c.first_ts,
+            tracks.c.last_ts, tracks.c.frames_seen, tracks.c.unit, *sizes, tracks.c.size_samples, tracks.c.speed_median,
+            tracks.c.snapshot,
+        )  # fmt: skip
+        .join(cameras, cameras.c.id == tracks.c.camera_id)
+        .where(*where)
+        .order_by(ordering)
+        .limit(limit)
+    )
+    with engine(url).connect() as conn:
+        total = conn.execute(select(func.count()).select_from(tracks).where(*where)).scalar_one()
+    frame = _read(url, stmt)
+    frame.insert(4, "first_seen", to_time(frame.pop("first_ts")))
+    frame.insert(5, "last_seen", to_time(frame.pop("last_ts")))
+    return frame, int(total)
+
+
+@st.cache_data(ttl=TTL_S, show_spinner=False)
+def size_violations(url: str, ids: Ids, since: float, until: float) -> pd.DataFrame:
+    """``size_rule`` events in the window: which track broke which rule, by how much."""
+    stmt = (
+        select(
+            events.c.id, cameras.c.name.label("camera"), events.c.run_id, events.c.track_id, events.c.class_name,
+            events.c.rule, events.c.value, events.c.unit, events.c.values_json, events.c.snapshot, events.c.ts,
+        )  # fmt: skip
+        .join(cameras, cameras.c.id == events.c.camera_id)
+        .where(events.c.camera_id.in_(ids), events.c.ts >= since, events.c.ts < until, events.c.kind == "size_rule")
+        .order_by(events.c.ts.desc())
+        .limit(MAX_ROWS)
+    )
+    frame = _read(url, stmt)
+    bounds = frame.pop("values_json").map(json.loads)
+    frame["measure"] = bounds.map(lambda v: v.get("measure"))
+    frame["min"] = bounds.map(lambda v: v.get("min"))
+    frame["max"] = bounds.map(lambda v: v.get("max"))
+    frame.insert(1, "time", to_time(frame.pop("ts")))
+    return frame
+
+
+# -- alarms ------------------------------------------------------------------------------------------------------
+
+
+@st.cache_data(ttl=TTL_S, show_spinner=False)
+def alarm_feed(
+    url: str, ids: Ids, since: float, until: float, states: tuple[str, ...], severities: tuple[str, ...], limit: int
+) -> tuple[pd.DataFrame, int]:
+    """The newest alarms matching the filters with their event (kind, zone, line, class, snapshot), and the total."""
+    where = [alarms.c.camera_id.in_(ids), alarms.c.ts >= since, alarms.c.ts < until,
+             alarms.c.state.in_(states), alarms.c.severity.in_(severities)]  # fmt: skip
+    stmt = (
+        select(
+            alarms.c.id, alarms.c.ts, cameras.c.name.label("camera"), alarms.c.rule, alarms.c.severity,
+            alarms.c.track_id, alarms.c.state, alarms.c.acknowledged_by, alarms.c.acknowledged_ts, events.c.kind,
+            events.c.zone, events.c.line, events.c.class_name, events.c.value, events.c.unit, events.c.snapshot,
+        )  # fmt: skip
+        .join(events, events.c.id == alarms.c.event_id)
+        .join(cameras, cameras.c.id == alarms.c.camera_id)
+        .where(*where)
+        .order_by(alarms.c.ts.desc())
+        .limit(limit)
+    )
+    with engine(url).connect() as conn:
+        total = conn.execute(select(func.count()).select_from(alarms).where(*where)).scalar_one()
+    frame = _read(url, stmt, track_id="Int64")
+    frame.insert(1, "time", to_time(frame.pop("ts")))
+    frame["acknowledged"] = to_time(frame.pop("acknowledged_ts"))
+    return frame, int(total)
+
+
+@st.cache_data(ttl=TTL_S, show_spinner=False)
+def has_outbox(url: str) -> bool:
+    """Stores last written before the alarm outbox existed have no ``deliveries`` table (until a writer opens them)."""
+    return inspect(engine(url)).has_table("deliveries")
+
+
+@st.cache_data(ttl=TTL_S, show_spinner=False)
+def alarm_deliveries(url: str, alarm_ids: tuple[str, ...]) -> pd.DataFrame:
+    """The outbox rows of these alarms (one per channel): state, attempts, last status and error."""
+    columns = ("alarm_id", "channel", "state", "attempts", "last_status", "last_error")
+    if not alarm_ids or not has_outbox(url):
+        return pd.DataFrame(columns=list(columns))
+    stmt = select(*(deliveries.c[c] for c in columns)).where(deliveries.c.alarm_id.in_(alarm_ids)).order_by(deliveries.c.channel)
+    return _read(url, stmt, last_status="Int64")
+
+
+@st.cache_data(ttl=TTL_S, show_spinner=False)
+def dead_letters(url: str, cameras_shown: tuple[str, ...]) -> pd.DataFrame:
+    """Deliveries that gave up (analytics.delivery.outbox_status), with the response that decided it."""
+    frames = [outbox_status(url, camera=camera, state="dead") for camera in cameras_shown if has_outbox(url)]
+    dead = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+    if dead.empty:
+        return dead
+    dead["created"] = to_time(dead.created_ts)
+    return dead[["created", "alarm_id", "camera", "rule", "channel", "attempts", "last_status", "last_error", "response"]]
+
+
+# -- tracks ------------------------------------------------------------------------------------------------------
+
+
+@st.cache_data(ttl=TTL_S, show_spinner=False)
+def camera_runs(url: str, camera_id: int) -> pd.DataFrame:
+    """Runs of a camera, newest first, with how many tracks each has."""
+    per_run = select(tracks.c.run_id, func.count().label("tracks")).group_by(tracks.c.run_id).subquery()
+    stmt = (
+        select(runs.c.id, runs.c.started_ts, runs.c.status, runs.c.frames, runs.c.source,
+               func.coalesce(per_run.c.tracks, 0).label("tracks"))  # fmt: skip
+        .outerjoin(per_run, per_run.c.run_id == runs.c.id)
+        .where(runs.c.camera_id == camera_id)
+        .order_by(runs.c.started_ts.desc())
+    )
+    frame = _read(url, stmt, frames="Int64")
+    frame["started"] = to_time(frame.started_ts)
+    return frame
+
+
+@st.cache_data(ttl=TTL_S, show_spinner=False)
+def run_tracks(url: str, run_id: int, limit: int = MAX_ROWS) -> pd.DataFrame:
+    """Tracks of a run, longest-seen first (at most ``limit``): the ones worth exploring come first."""
+    stmt = (
+        select(tracks.c.track_id, tracks.c.class_name, tracks.c.first_ts, tracks.c.last_ts, tracks.c.frames_seen)
+        .where(tracks.c.run_id == run_id)
+        .order_by(tracks.c.frames_seen.desc(), tracks.c.track_id)
+        .limit(limit)
+    )
+    return _read(url, stmt)
+
+
+@st.cache_data(ttl=TTL_S, show_spinner=False)
+def track_summary(url: str, run_id: int, track_id: int) -> dict[str, Any] | None:
+    with engine(url).connect() as conn:
+        row = conn.execute(select(tracks).where(tracks.c.run_id == run_id, tracks.c.track_id == track_id)).one_or_none()
+    return None if row is None else dict(row._mapping)
+
+
+@st.cache_data(ttl=TTL_S, show_spinner=False)
+def trajectory(url: str, run_id: int, track_id: int) -> pd.DataFrame:
+    """A track's stored observations in time order (the (run, track) index): centroid, box and sizes."""
+    cols = ("ts", "frame", "cx", "cy", "x0", "y0", "x1", "y1", "area_px", *SIZE_FIELDS, "unit", "clean", "speed", "zones")
+    stmt = (
+        select(*(observations.c[c] for c in cols))
+        .where(observations.c.run_id == run_id, observations.c.track_id == track_id)
+        .order_by(observations.c.ts)
+    )
+    frame = _read(url, stmt)
+    frame.insert(0, "time", to_time(frame.ts))
+    return frame
+
+
+@st.cache_data(ttl=TTL_S, show_spinner=False)
+def track_events(url: str, camera_id: int, run_id: int, track_id: int, first_ts: float, last_ts: float) -> pd.DataFrame:
+    """Events of one track, found through the (camera, time) index over the track's lifetime."""
+    stmt = (
+        select(events.c.ts, events.c.kind, events.c.zone, events.c.line, events.c.rule, events.c.value, events.c.unit,
+               events.c.values_json, events.c.snapshot)  # fmt: skip
+        .where(events.c.camera_id == camera_id, events.c.ts >= first_ts - 1.0, events.c.ts <= last_ts + 60.0,
+               events.c.run_id == run_id, events.c.track_id == track_id)  # fmt: skip
+        .order_by(events.c.ts)
+    )
+    frame = _read(url, stmt)
+    frame.insert(0, "time", to_time(frame.pop("ts")))
+    return frame
+
+
+# -- zones -------------------------------------------------------------------------------------------------------
+
+
+@st.cache_data(ttl=TTL_S, show_spinner=False)
+def latest_run(url: str, camera_id: int, camera: str) -> dict[str, Any] | None:
+    """The camera's latest run: its source (as stored: credentials redacted) and the geometry it ran with."""
+    stmt = select(runs.c.id, runs.c.source, runs.c.config_json).where(runs.c.camera_id == camera_id)
+    with engine(url).connect() as conn:
+        row = conn.execute(stmt.order_by(runs.c.started_ts.desc()).limit(1)).one_or_none()
+    if row is None:
+        return None
+    config = json.loads(row.config_json)  # maskwatch run: ``camera``; maskwatch serve: one of ``cameras``
+    sections = [*config.get("cameras", []), config.get("camera") or {}]
+    section = next((c for c in sections if c.get("name") == camera), {})
+    return {"run_id": row.id, "source": row.source, "geometry": {k: section.get(k, []) for k in GEOMETRY_KEYS}}
+
+
+def saved_geometry(url: str, camera: str) -> tuple[dict[str, Any], float, str] | None:
+    """The dashboard-edited geometry (analytics.geometry_store), with when and by whom it was saved."""
+    found = load_geometry(url, camera)
+    if found is None:
+        return None
+    with engine(url).connect() as conn:
+        by = conn.execute(select(camera_geometry.c.updated_by).where(camera_geometry.c.camera == camera)).scalar_one()
+    return found[0], found[1], by
+
+
+def clear_caches(*functions: Any) -> None:
+    """Forget cached results after a write, so the page shows it at once."""
+    for function in functions:
+        function.clear()
