@@ -1,4 +1,4 @@
-"""``maskwatch`` command line: run, serve, dashboard, track, eval, demo, export, purge, ack.
+"""``maskwatch`` command line: run, serve, dashboard, train, track, eval, demo, export, purge, ack.
 
 Bad input (files, config, weights) is reported as one line on stderr with exit
 code 2; ``--debug`` shows the traceback instead.
@@ -159,6 +159,37 @@ def serve(
     cfg = load_config(config)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     raise typer.Exit(run_service(cfg, out))
+
+
+@app.command()
+def train(
+    data: Path = typer.Option(..., "--data", help="COCO instance JSON (or a folder with annotations.json) or a MOTS sequence folder."),
+    out: Path = typer.Option(..., "--out", "-o", help="Folder for model.pth, last.pth and metrics.jsonl."),
+    config: Path | None = typer.Option(None, "--config", "-c", help="YAML of training options (see TrainConfig)."),
+    epochs: int | None = typer.Option(None, "--epochs", min=1, help="Override epochs."),
+    batch_size: int | None = typer.Option(None, "--batch-size", min=1, help="Override batch_size."),
+    weights: str | None = typer.Option(None, "--weights", help="Start from: DEFAULT (COCO), none, or a .pth checkpoint."),
+    resume: bool = typer.Option(False, "--resume", help="Continue from OUT/last.pth."),
+    device: str | None = typer.Option(None, "--device", help="auto, cpu, cuda or cuda:N."),
+) -> None:
+    """Fine-tune Mask R-CNN on labelled data; the result loads with `maskwatch run --weights OUT/model.pth`."""
+    import yaml
+    from pydantic import ValidationError
+
+    from maskwatch.config import format_validation_error
+    from segmenter.training import TrainConfig, train_command
+
+    if config is not None and not config.is_file():
+        raise InputError(f"config file not found: {config}")
+    options = yaml.safe_load(config.read_text()) if config is not None else {}
+    overrides = {"epochs": epochs, "batch_size": batch_size, "weights": weights, "device": device,
+                 "resume": out if resume else None}
+    try:
+        cfg = TrainConfig.model_validate({**(options or {}), **{k: v for k, v in overrides.items() if v is not None}})
+    except ValidationError as exc:
+        raise InputError(format_validation_error(exc, str(config or "options"))) from None
+    summary = train_command(data, out, cfg, err_console)
+    console.print_json(json.dumps(summary))
 
 
 @app.command()
