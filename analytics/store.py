@@ -37,9 +37,12 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    case,
+    cast,
     create_engine,
     delete,
     event,
+    func,
     select,
     update,
 )
@@ -206,6 +209,20 @@ counts = Table(
     Index("counts_camera_zone_ts", "camera_id", "zone", "ts"),
 )
 
+counts_hourly = Table(  # the dashboard's long windows read this: 3,600 samples a second-by-second count become one row
+    "counts_hourly",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("camera_id", ForeignKey("cameras.id"), nullable=False),
+    Column("hour_ts", Double, nullable=False),  # start of the UTC hour
+    Column("class_name", String(64), nullable=False),
+    Column("zone", String(200), nullable=False),  # "" for the whole frame: NULLs never conflict in a unique key
+    Column("visible_max", Integer, nullable=False),
+    Column("visible_sum", Double, nullable=False),
+    Column("samples", Integer, nullable=False),
+    UniqueConstraint("camera_id", "hour_ts", "class_name", "zone"),
+)
+
 # Plain inserts, in flush order: alarms reference events and deliveries alarms, so they go first.
 _INSERTED = ("observations", "events", "alarms", "deliveries", "counts")
 
@@ -231,6 +248,58 @@ def make_engine(url: str) -> Engine:
         cursor.close()
 
     return engine
+
+
+def _hourly_rows(count_rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """A batch of count rows folded into per-hour rows (max, sum, samples) per camera, class and zone."""
+    folded: dict[tuple, dict[str, Any]] = {}
+    for row in count_rows:
+        hour = row["ts"] - row["ts"] % 3600.0
+        key = (row["camera_id"], hour, row["class_name"], row["zone"] or "")
+        agg = folded.get(key)
+        if agg is None:
+            folded[key] = {"camera_id": key[0], "hour_ts": hour, "class_name": key[2], "zone": key[3],
+                           "visible_max": row["visible"], "visible_sum": float(row["visible"]), "samples": 1}
+        else:
+            agg["visible_max"] = max(agg["visible_max"], row["visible"])
+            agg["visible_sum"] += row["visible"]
+            agg["samples"] += 1
+    return list(folded.values())
+
+
+def _hourly_upsert(engine: Engine) -> postgresql.Insert | sqlite.Insert:
+    """Insert an hour, or merge into it: the larger max, summed sums and sample counts."""
+    stmt = _dialect_insert(engine, counts_hourly)
+    new = stmt.excluded
+    return stmt.on_conflict_do_update(
+        index_elements=["camera_id", "hour_ts", "class_name", "zone"],
+        set_={
+            "visible_max": case((new.visible_max > counts_hourly.c.visible_max, new.visible_max), else_=counts_hourly.c.visible_max),
+            "visible_sum": counts_hourly.c.visible_sum + new.visible_sum,
+            "samples": counts_hourly.c.samples + new.samples,
+        },
+    )
+
+
+def rebuild_hourly_counts(url: str) -> int:
+    """Recompute ``counts_hourly`` from ``counts`` (for stores filled by other means, e.g. bulk loads); returns rows."""
+    engine = make_engine(url)
+    metadata.create_all(engine)
+    hours = func.floor(counts.c.ts / 3600.0) if engine.dialect.name == "postgresql" else cast(counts.c.ts / 3600.0, Integer)
+    hour = hours * 3600.0  # (times are positive: truncation is floor on SQLite, which may lack floor())
+    zone = func.coalesce(counts.c.zone, "")
+    select_hours = select(
+        counts.c.camera_id, hour.label("hour_ts"), counts.c.class_name, zone.label("zone"),
+        func.max(counts.c.visible), func.sum(cast(counts.c.visible, Double)), func.count(),
+    ).group_by(counts.c.camera_id, hour, counts.c.class_name, zone)
+    try:
+        with engine.begin() as conn:
+            conn.execute(delete(counts_hourly))
+            conn.execute(counts_hourly.insert().from_select(
+                ["camera_id", "hour_ts", "class_name", "zone", "visible_max", "visible_sum", "samples"], select_hours))
+            return conn.execute(select(func.count()).select_from(counts_hourly)).scalar_one()
+    finally:
+        engine.dispose()
 
 
 def _dialect_insert(engine: Engine, table: Table) -> postgresql.Insert | sqlite.Insert:
@@ -340,6 +409,7 @@ class Store:
         self._frames = 0
         self._last_flush = time.monotonic()
         self._upsert_tracks = self._tracks_upsert()
+        self._upsert_hourly = _hourly_upsert(self.engine)
 
     def _tracks_upsert(self) -> postgresql.Insert | sqlite.Insert:
         """One statement for every track row of a batch: insert, or update all but the identity columns."""
@@ -428,6 +498,8 @@ class Store:
                 for name, rows in self._rows.items():
                     if rows:
                         conn.execute(metadata.tables[name].insert(), rows)
+                if self._rows["counts"]:
+                    conn.execute(self._upsert_hourly, _hourly_rows(self._rows["counts"]))
             for rows in self._rows.values():
                 rows.clear()
             self._tracks.clear()

@@ -28,7 +28,18 @@ import numpy as np
 from sqlalchemy import Engine, Table, select
 
 from analytics.records import SIZE_FIELDS
-from analytics.store import Store, alarms, cameras, counts, deliveries, events, observations, runs, tracks
+from analytics.store import (
+    Store,
+    alarms,
+    cameras,
+    counts,
+    deliveries,
+    events,
+    observations,
+    rebuild_hourly_counts,
+    runs,
+    tracks,
+)
 
 CAMERAS, CLASSES, ZONES = ("dock-north", "dock-south", "gate"), ("person", "bottle", "forklift"), ("loading", "aisle")
 DAYS, TRACKS, OBS_PER_TRACK, EVENTS, ALARMS = 30, 20_000, 50, 50_000, 5_000
@@ -129,6 +140,7 @@ def fill(url: str, live_dir: Path, end: float) -> dict[str, int]:
                         count_rows.append({"run_id": run_of[camera_ids[name]], "camera_id": camera_ids[name], "ts": ts,
                                            "frame": m, "class_name": cls, "zone": zone, "visible": m % 3})  # fmt: skip
         insert(engine, counts, count_rows)
+        rebuild_hourly_counts(url)  # what Store.flush keeps up to date as it writes counts
         if engine.dialect.name == "postgresql":  # planner statistics, as autovacuum keeps them on a live server
             with engine.begin() as conn:
                 conn.exec_driver_sql("ANALYZE")

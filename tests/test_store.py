@@ -407,3 +407,30 @@ def test_inconsistent_input_is_refused(store_url: str) -> None:
     assert again != run
     assert fetch(store_url, select(cameras.c.name, cameras.c.unit)) == [("gate", "mm")]  # one camera, latest unit
     assert count_rows(store_url, events) == 0
+
+
+def test_hourly_counts_fold_the_samples_and_rebuild_gives_the_same(store_url: str) -> None:
+    from analytics.store import counts_hourly, rebuild_hourly_counts
+
+    hour = 1_700_000_000.0 - 1_700_000_000.0 % 3600
+    with Store(store_url, batch_frames=7, batch_seconds=NEVER) as store:  # batches split the hours: upserts merge
+        run = store.start_run("gate", "gate.mp4", segmenter="motion", unit="px", started_ts=hour)
+        for k in range(30):  # every 4 minutes over 2 hours, visible 0..9
+            ts = hour + 240 * k
+            store.write(run, counts=[CountRecord(ts, k, "person", None, k % 10), CountRecord(ts, k, "person", "pit", 1)])
+
+    def folded() -> list[tuple]:
+        rows = fetch(store_url, select(counts_hourly.c.hour_ts, counts_hourly.c.zone, counts_hourly.c.visible_max,
+                                       counts_hourly.c.visible_sum, counts_hourly.c.samples).order_by("hour_ts", "zone"))
+        return [tuple(r) for r in rows]
+
+    first = [k for k in range(30) if 240 * k < 3600]
+    second = [k for k in range(30) if 240 * k >= 3600]
+    expected = [
+        (hour, "", max(k % 10 for k in first), float(sum(k % 10 for k in first)), len(first)),
+        (hour, "pit", 1, float(len(first)), len(first)),
+        (hour + 3600, "", max(k % 10 for k in second), float(sum(k % 10 for k in second)), len(second)),
+        (hour + 3600, "pit", 1, float(len(second)), len(second)),
+    ]
+    assert folded() == expected
+    assert rebuild_hourly_counts(store_url) == 4 and folded() == expected
