@@ -31,7 +31,6 @@ import torch
 from PIL import Image as PILImage
 from pycocotools import mask as mask_utils
 from torchvision import tv_tensors
-from torchvision.io import ImageReadMode, decode_image
 from torchvision.ops import masks_to_boxes
 from torchvision.transforms import v2
 
@@ -152,7 +151,7 @@ def load_coco(path: Path, images_dir: Path | None = None) -> DatasetIndex:
             raise InputError(f"{path}: not a COCO instance-segmentation file (no {key!r} list)")
     problems = Problems(path)
     categories = _coco_categories(data["categories"], problems)
-    images = _coco_images(data["images"], images_dir, problems)
+    images, usable = _coco_images(data["images"], images_dir, problems)
     instances: dict[int, list[Instance]] = {image_id: [] for image_id in images}
     ignore: dict[int, list[Instance]] = {image_id: [] for image_id in images}
     seen: set = set()
@@ -196,9 +195,11 @@ def load_coco(path: Path, images_dir: Path | None = None) -> DatasetIndex:
     samples = [
         Sample(file, height, width, tuple(instances[image_id]), tuple(ignore[image_id]))
         for image_id, (file, height, width) in images.items()
+        if image_id in usable
     ]
     names = list(dict.fromkeys(categories.values()))
-    _check_classes(names, samples, problems, lambda name: f"class {name!r} (category {_ids_of(categories, name)})")
+    counts = Counter(inst.class_name for found in instances.values() for inst in found)  # missing images too
+    _check_classes(names, counts, problems, lambda name: f"class {name!r} (category {_ids_of(categories, name)})")
     problems.check()
     return DatasetIndex(path, "coco", names, samples)
 
@@ -256,9 +257,17 @@ def _coco_categories(entries: list, problems: Problems) -> dict[int, str]:
     return categories
 
 
-def _coco_images(entries: list, images_dir: Path, problems: Problems) -> dict[int, tuple[Path, int, int]]:
-    """``{image id: (file, height, width)}`` of the entries whose file exists with the size the JSON states."""
+def _coco_images(
+    entries: list, images_dir: Path, problems: Problems
+) -> tuple[dict[int, tuple[Path, int, int]], set[int]]:
+    """``({image id: (file, height, width)}, ids of the usable ones)``.
+
+    An image that is missing or of another size than stated is reported here and
+    its annotations are still checked (against the stated size), so a missing file
+    is not also reported as unknown image ids and empty classes.
+    """
     images: dict[int, tuple[Path, int, int]] = {}
+    usable: set[int] = set()
     for number, entry in enumerate(entries):
         entry = entry if isinstance(entry, dict) else {}
         image_id, file_name, width, height = (entry.get(key) for key in ("id", "file_name", "width", "height"))
@@ -269,16 +278,15 @@ def _coco_images(entries: list, images_dir: Path, problems: Problems) -> dict[in
             problems.add(f"image id {image_id} is used twice")
             continue
         file = images_dir / file_name
-        size = _image_size(file, problems)
-        if size is None:
-            continue
-        if size != (height, width):
-            problems.add(f"image {file_name} is {size[1]}x{size[0]} but the JSON says {width}x{height}")
-            continue
         images[image_id] = (file, height, width)
+        size = _image_size(file, problems)
+        if size is not None and size != (height, width):
+            problems.add(f"image {file_name} is {size[1]}x{size[0]} but the JSON says {width}x{height}")
+        elif size is not None:
+            usable.add(image_id)
     if not entries:
         problems.add("no images")
-    return images
+    return images, usable
 
 
 def load_mots_txt(gt: Path, images_dir: Path, classes: dict[int, str] | None = None) -> DatasetIndex:
@@ -357,11 +365,11 @@ def _sequence_index(
     problems: Problems, layout: str, samples: list[Sample], mapping: dict[int, str], explicit: bool
 ) -> DatasetIndex:
     """Classes of a sequence: every name of an explicit mapping (each must occur), else those that occur."""
-    present = {inst.class_name for s in samples for inst in s.instances}
-    names = [n for n in dict.fromkeys(mapping[k] for k in sorted(mapping)) if explicit or n in present]
+    counts = Counter(inst.class_name for s in samples for inst in s.instances)
+    names = [n for n in dict.fromkeys(mapping[k] for k in sorted(mapping)) if explicit or counts[n]]
     if not names and samples:
         problems.add(f"no labelled instances of any class in the mapping {_mapping_text(mapping)}")
-    _check_classes(names, samples, problems, lambda name: f"class {name!r} (id {_ids_of(mapping, name)})")
+    _check_classes(names, counts, problems, lambda name: f"class {name!r} (id {_ids_of(mapping, name)})")
     problems.check()
     return DatasetIndex(problems.source, layout, names, samples)
 
@@ -399,11 +407,8 @@ def _check_overlaps(frame: int, found: list[tuple[int, Instance]], source: str, 
         )
 
 
-def _check_classes(
-    names: list[str], samples: list[Sample], problems: Problems, describe: Callable[[str], str]
-) -> None:
+def _check_classes(names: list[str], counts: Counter, problems: Problems, describe: Callable[[str], str]) -> None:
     """A declared class without instances cannot be learnt and would only dilute AP: an input error."""
-    counts = Counter(inst.class_name for s in samples for inst in s.instances)
     for name in names:
         if counts[name] == 0:
             problems.add(f"{describe(name)} has no instances")
@@ -482,7 +487,9 @@ def build_augmentation(flip: bool, scale_jitter: float, color_jitter: float, rot
     Scale jitter is a zoom of the image content (the model resizes every input to
     ``min_size`` anyway, so resizing the whole image would be undone); zoom,
     rotation and flip move image and masks together, masks with nearest
-    neighbour. Colour jitter touches the image only.
+    neighbour. Colour jitter (brightness, contrast, saturation) touches the image
+    only; hue is left alone, as it costs more than the rest together on a CPU
+    worker and fixed cameras do not shift hue. Images are float [0, 1] by then.
     """
     steps: list[v2.Transform] = []
     if flip:
@@ -493,11 +500,11 @@ def build_augmentation(flip: bool, scale_jitter: float, color_jitter: float, rot
                 degrees=rotation,
                 scale=(1 - scale_jitter, 1 + scale_jitter) if scale_jitter > 0 else None,
                 interpolation=v2.InterpolationMode.BILINEAR,
-                fill={tv_tensors.Image: 114, tv_tensors.Mask: 0},  # grey borders where the zoom-out uncovers
+                fill={tv_tensors.Image: 0.45, tv_tensors.Mask: 0},  # grey borders where the zoom-out uncovers
             )
         )
     if color_jitter > 0:
-        steps.append(v2.ColorJitter(color_jitter, color_jitter, color_jitter, min(color_jitter / 10, 0.5)))
+        steps.append(v2.ColorJitter(brightness=color_jitter, contrast=color_jitter, saturation=color_jitter))
     return v2.Compose(steps) if steps else None
 
 
@@ -521,30 +528,29 @@ class InstanceDataset(torch.utils.data.Dataset):
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         sample = self.samples[index]
-        image = tv_tensors.Image(load_image(sample))
+        image = tv_tensors.Image(load_image(sample).float().div_(255))  # float: colour jitter runs 2x faster
         full = [inst.full(sample.height, sample.width) for inst in sample.instances]
         stack = np.stack(full) if full else np.zeros((0, sample.height, sample.width), dtype=bool)
         masks = tv_tensors.Mask(torch.from_numpy(stack.view(np.uint8)))
         labels = torch.tensor([self.labels[inst.class_name] for inst in sample.instances], dtype=torch.int64)
         if self.transform is not None:
             image, masks = self.transform(image, masks)
-        keep = masks.flatten(1).any(1)
+        keep = masks.flatten(1).bool().any(1)
         masks, labels = masks[keep].as_subclass(torch.Tensor), labels[keep]
         boxes = masks_to_boxes(masks) if len(masks) else torch.zeros((0, 4))
         boxes[:, 2:] += 1  # masks_to_boxes gives the last pixel; boxes end one past it
         target = {"boxes": boxes, "labels": labels, "masks": masks, "image_id": torch.tensor(index)}
-        return image.as_subclass(torch.Tensor).float().div_(255), target
+        return image.as_subclass(torch.Tensor), target
 
 
 def load_image(sample: Sample) -> torch.Tensor:
-    """RGB uint8 (3, H, W); an image changed since validation is an input error, not a crash in a worker."""
-    try:
-        image = decode_image(str(sample.image), mode=ImageReadMode.RGB)
-    except (OSError, RuntimeError) as exc:
-        raise InputError(f"cannot read image {sample.image} ({exc})") from None
-    if tuple(image.shape[1:]) != (sample.height, sample.width):
+    """RGB uint8 (3, H, W) as stored (EXIF orientation ignored, like the header size validated against)."""
+    image = cv2.imread(str(sample.image), cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
+    if image is None:  # an image changed since validation: an input error, not a crash in a worker
+        raise InputError(f"cannot read image {sample.image}")
+    if image.shape[:2] != (sample.height, sample.width):
         raise InputError(f"image {sample.image} changed size since it was validated")
-    return image
+    return torch.from_numpy(np.ascontiguousarray(image[..., ::-1])).permute(2, 0, 1)
 
 
 def collate(batch: Iterable[tuple[torch.Tensor, dict]]) -> tuple[list[torch.Tensor], list[dict]]:
