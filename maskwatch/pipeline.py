@@ -17,7 +17,7 @@ from analytics.store import Store
 from maskwatch.config import AppConfig, SegmenterSection
 from maskwatch.outputs import RunOutputs
 from maskwatch.render import VideoRenderer
-from maskwatch.sources import Frame, FrameSource
+from maskwatch.sources import Frame, FrameSource, read_ahead
 from segmenter.detections import Segmenter
 from segmenter.errors import InputError
 from tracker.tracker import MaskTracker, TrackObservation
@@ -144,7 +144,7 @@ def run_pipeline(
     try:
         with progress:
             task = progress.add_task(source.path.name, total=total, fps=0.0) if show_progress else None
-            for batch in _batches(iter(source), batch_size, max_frames):
+            for batch in _batches(read_ahead(iter(source), 2 * batch_size), batch_size, max_frames):
                 for frame, detections in zip(batch, segmenter.segment([f.image for f in batch])):
                     result = tracker.update(detections)
                     pending.setdefault(frame.index, []).extend(result.tracks)

@@ -10,6 +10,8 @@ import os
 
 os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")  # FFmpeg's own stderr chatter; errors are ours to report
 
+import queue
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -87,3 +89,46 @@ class FrameSource:
             capture.release()
         if index == 0:
             raise InputError(f"cannot decode any frame of {self.path}")
+
+
+_DONE = object()
+
+
+def read_ahead(frames: Iterator[Frame], depth: int) -> Iterator[Frame]:
+    """Decode on a thread of its own, up to ``depth`` frames ahead of the consumer.
+
+    OpenCV releases the GIL while decoding, so the next frames are decoded while
+    the current batch is segmented. Errors (a corrupt image mid-folder) reach the
+    consumer in order, after the frames read before them. Closing the generator
+    early stops the thread.
+    """
+    buffer: queue.Queue = queue.Queue(maxsize=max(depth, 1))
+    stop = threading.Event()
+
+    def produce() -> None:
+        try:
+            for frame in frames:
+                while not stop.is_set():
+                    try:
+                        buffer.put(frame, timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            buffer.put(_DONE)
+        except BaseException as exc:  # handed to the consumer, which raises it in its own thread
+            buffer.put(exc)
+
+    thread = threading.Thread(target=produce, name="decode", daemon=True)
+    thread.start()
+    try:
+        while True:
+            item = buffer.get()
+            if item is _DONE:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
