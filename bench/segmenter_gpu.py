@@ -67,6 +67,7 @@ def main() -> None:
     parser.add_argument("--sizes", nargs="+", default=["720p", "1080p"], choices=list(SIZES))
     parser.add_argument("--batches", nargs="+", type=int, default=[1, 4, 8, 16])
     parser.add_argument("--frames", type=int, default=32, help="Frames timed per case (after one warm-up batch).")
+    parser.add_argument("--compile", action="store_true", help="maskwatch path with segmenter.maskrcnn.compile (torch.compile).")
     parser.add_argument("--smoke", action="store_true", help="Tiny CPU run (CI): smoke size, batch 2, 2 frames.")
     args = parser.parse_args()
     if args.smoke:
@@ -77,6 +78,10 @@ def main() -> None:
     if args.smoke:
         settings.update(min_size=96, max_size=128)
     segmenter = MaskRCNNSegmenter(MaskRCNNConfig(**settings))
+    runner = segmenter
+    if args.compile:  # the reference keeps the plain model; maskwatch's path runs compiled, same initial weights
+        torch.manual_seed(0)
+        runner = MaskRCNNSegmenter(MaskRCNNConfig(**settings, compile=True))
     device = segmenter.device
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
     print(f"device: {name}; torch {torch.__version__}; Mask R-CNN v2, untrained, 50 detections per image")
@@ -91,14 +96,14 @@ def main() -> None:
         print(f"{size_name}: reference loop (fp32, batch 1, full masks to host): {ref_fps:7.2f} frames/s, "
               f"peak GPU memory {ref_mem:.2f} GiB")
         for batch in args.batches:
-            segmenter.config.batch_size = batch
+            runner.config.batch_size = batch
             if not args.smoke:
-                maskwatch(segmenter, frames[:batch])  # warm-up at this batch size
+                maskwatch(runner, frames[:batch])  # warm-up at this batch size (and compilation)
             if device.type == "cuda":
                 torch.cuda.reset_peak_memory_stats(device)
-            fps, found = maskwatch(segmenter, frames)
+            fps, found = maskwatch(runner, frames)
             mem = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else 0.0
-            print(f"{size_name}: maskwatch batch {batch:2d}: {fps:7.2f} frames/s ({fps / ref_fps:4.2f}x the reference), "
+            print(f"{size_name}: maskwatch{' compiled' if args.compile else ''} batch {batch:2d}: {fps:7.2f} frames/s ({fps / ref_fps:4.2f}x the reference), "
                   f"peak GPU memory {mem:.2f} GiB, {found / len(frames):.0f} masks per frame")
 
 

@@ -65,6 +65,7 @@ class MaskRCNNConfig(BaseModel, extra="forbid", validate_assignment=True):
     min_size: int = Field(800, ge=32, description="Frames are resized so the short side is this many pixels...")
     max_size: int = Field(1333, ge=32, description="...unless the long side would then exceed this.")
     batch_size: int = Field(4, ge=1, description="Frames per forward pass.")
+    compile: bool = Field(False, description="torch.compile the backbone (CUDA; the first batches wait while it compiles).")
     pre_nms_top_k: int = Field(
         1000, ge=1, description="Best-scoring (box, class) candidates per image kept before NMS (bounds NMS cost)."
     )
@@ -113,6 +114,8 @@ class MaskRCNNSegmenter:
         self.model = model.to(self.device).eval()
         if self.device.type == "cuda":  # NHWC convolutions: the tensor cores' native layout under fp16
             self.model.backbone.to(memory_format=torch.channels_last)
+        if self.config.compile:
+            self.model.backbone = torch.compile(self.model.backbone)
         self._names = np.array(self.class_names, dtype=object)
         keep = _class_keep(self.class_names, self.config.classes)
         self._keep = None if keep is None else torch.from_numpy(keep).to(self.device)
