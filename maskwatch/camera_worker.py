@@ -80,12 +80,13 @@ def run_camera(config: AppConfig, camera: LiveCameraConfig, out_dir: Path) -> No
     tracker = MaskTracker(config.tracker, fps=fps)
     snapshot_dir = Path(config.store.snapshot_dir) if config.store.snapshot_dir else out_dir / "snapshots"
     analyzer = Analyzer(camera, config.rules, config.alarms, fps=fps, sampling=config.sampling, snapshot_dir=snapshot_dir)
-    store = open_store(store_url(config, out_dir), config)
+    url = store_url(config, out_dir)
+    store = open_store(url, config)
     started = time.time()
     run_id = store.start_run(camera.name, redact_url(str(camera.source)), segmenter=config.segmenter.name,
                              unit=analyzer.calibration.unit, started_ts=started, config=config.model_dump(mode="json"))
     frames, lag, last_publish, last_jpeg, processed_times = 0, 0.0, 0.0, 0.0, []
-    url, geometry_ts, last_geometry_check = store_url(config, out_dir), None, 0.0
+    geometry_ts, last_geometry_check = None, 0.0
     size = None
     visible: dict[str, int] = {}
     occupancy: dict[str, dict[str, int]] = {}

@@ -264,7 +264,7 @@ def _store_call(url: str, call):
     from sqlalchemy.engine import make_url
     from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
-    from maskwatch.pipeline import redact_url
+    from maskwatch.live import redact_url
 
     try:
         parsed = make_url(url)
@@ -275,7 +275,7 @@ def _store_call(url: str, call):
         raise InputError(f"not a database URL: {url!r} (e.g. sqlite:///out/maskwatch.db)") from None
     except SQLAlchemyError as exc:
         detail = str(getattr(exc, "orig", None) or exc).splitlines()[0]
-        raise InputError(f"store {redact_url(url)}: {detail}") from None
+        raise InputError(redact_url(f"store {url}: {detail}")) from None
     except ValueError as exc:
         raise InputError(str(exc)) from None
 

@@ -9,12 +9,12 @@ from pathlib import Path
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
-from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 
 from analytics.analyzer import Analyzer
 from analytics.store import Store
 from maskwatch.config import AppConfig, SegmenterSection
+from maskwatch.live import redact_url
 from maskwatch.outputs import RunOutputs
 from maskwatch.render import VideoRenderer
 from maskwatch.sources import Frame, FrameSource, read_ahead
@@ -52,13 +52,9 @@ def open_store(url: str, config: AppConfig) -> Store:
         if config.store.retention_days is not None:
             store.purge_observations(config.store.retention_days)
     except SQLAlchemyError as exc:
-        raise InputError(f"cannot open store {redact_url(url)}: {str(exc.orig if getattr(exc, 'orig', None) else exc).splitlines()[0]}") from None
+        detail = str(getattr(exc, "orig", None) or exc).splitlines()[0]
+        raise InputError(redact_url(f"cannot open store {url}: {detail}")) from None  # the driver's text may repeat the URL
     return store
-
-
-def redact_url(url: str) -> str:
-    """A URL with any password replaced by ***, fit for logs and summaries."""
-    return make_url(url).render_as_string(hide_password=True)
 
 
 def _store_write(store: Store, run_id: int, analysis) -> None:
