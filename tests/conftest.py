@@ -50,3 +50,34 @@ def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
     request.addfinalizer(drop)
     return make_url(PG_TEST_URL).set(database=name).render_as_string(hide_password=False)
+
+
+@pytest.fixture(scope="session")
+def coco_hub_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A torch hub folder where torchvision finds its COCO Mask R-CNN v2 file already downloaded.
+
+    The file is an untrained 91-class model (no network here), but torchvision
+    reaches it through the same weights API, cache lookup and loading as the
+    real download, so the "start from COCO weights" paths run for real.
+    """
+    import torch
+    from torchvision.models.detection import MaskRCNN_ResNet50_FPN_V2_Weights, maskrcnn_resnet50_fpn_v2
+
+    hub = tmp_path_factory.mktemp("torch_home")
+    url = MaskRCNN_ResNet50_FPN_V2_Weights.DEFAULT.url
+    checkpoints = hub / "hub" / "checkpoints"
+    checkpoints.mkdir(parents=True)
+    torch.manual_seed(7)
+    model = maskrcnn_resnet50_fpn_v2(weights=None, weights_backbone=None, num_classes=91)
+    torch.save(model.state_dict(), checkpoints / url.rsplit("/", 1)[-1])
+    return hub
+
+
+@pytest.fixture
+def coco_cached(coco_hub_dir: Path, monkeypatch: pytest.MonkeyPatch) -> dict:
+    """TORCH_HOME pointed at :func:`coco_hub_dir`; returns the cached COCO state_dict."""
+    import torch
+
+    monkeypatch.setenv("TORCH_HOME", str(coco_hub_dir))
+    (path,) = (coco_hub_dir / "hub" / "checkpoints").iterdir()
+    return torch.load(path, weights_only=True)

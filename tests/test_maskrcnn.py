@@ -199,6 +199,16 @@ def test_files_that_are_not_checkpoints_are_input_errors(tmp_path):
         MaskRCNNSegmenter(MaskRCNNConfig(weights=str(missing)))
 
 
+def test_default_weights_load_from_torchvisions_cache_with_coco_names(coco_cached):
+    seg = MaskRCNNSegmenter(MaskRCNNConfig(**SMALL))  # weights: DEFAULT
+    assert seg.class_names == list(MaskRCNN_ResNet50_FPN_V2_Weights.DEFAULT.meta["categories"])
+    assert seg.class_names[1] == "person" and len(seg.class_names) == 91
+    state = seg.model.state_dict()
+    assert all(torch.equal(state[key], value) for key, value in coco_cached.items())
+    (det,) = seg.segment([drawn_image()])
+    assert len(det) == SMALL["max_detections"] and set(det.class_names) <= set(seg.class_names[1:])
+
+
 def test_coco_weights_that_cannot_be_fetched_name_both_options(monkeypatch):
     def offline(*args, **kwargs):
         raise OSError("<urlopen error [Errno -3] Temporary failure in name resolution>")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 from pathlib import Path
 
 import cv2
@@ -16,6 +17,7 @@ import numpy as np
 import pytest
 import torch
 from rich.console import Console
+from torchvision.models.detection import MaskRCNN_ResNet50_FPN_V2_Weights
 
 from segmenter.coco_eval import Prediction, Truth, mask_ap
 from segmenter.datasets import InstanceDataset, build_augmentation, load_dataset, split_samples
@@ -375,6 +377,36 @@ def test_a_checkpoint_can_start_training_for_the_same_or_other_classes(shapes_ru
     assert state["roi_heads.box_predictor.cls_score.weight"].shape[0] == 2  # background + pedestrian
     assert state["roi_heads.mask_predictor.mask_fcn_logits.weight"].shape[0] == 2
     assert torch.equal(state["backbone.body.layer3.0.conv1.weight"], saved["backbone.body.layer3.0.conv1.weight"])
+
+
+FEATURES = ("backbone.body.layer3.0.conv1.weight", "backbone.fpn.layer_blocks.0.0.weight", "rpn.head.conv.0.0.weight",
+            "roi_heads.box_head.0.0.weight", "roi_heads.mask_head.0.0.weight")
+
+
+def test_default_weights_start_from_torchvisions_cached_coco_file(coco_cached):
+    """weights: DEFAULT goes through torchvision's weights API; everything but the class-specific predictors is kept."""
+    model, version, pretrained = build_training_model(TrainConfig(**{**SMALL, "weights": "DEFAULT"}), ["box", "disc"])
+    assert (version, pretrained) == ("v2", True)
+    state = model.state_dict()
+    assert all(torch.equal(state[key], coco_cached[key]) for key in FEATURES)
+    assert coco_cached["roi_heads.box_predictor.cls_score.weight"].shape[0] == 91
+    assert state["roi_heads.box_predictor.cls_score.weight"].shape[0] == 3  # background, box, disc
+    assert state["roi_heads.box_predictor.bbox_pred.weight"].shape[0] == 12
+    assert state["roi_heads.mask_predictor.mask_fcn_logits.weight"].shape[0] == 3
+
+
+def test_default_weights_fall_back_to_scratch_with_a_warning_when_they_cannot_be_fetched(monkeypatch, caplog):
+    def offline(*args, **kwargs):
+        raise OSError("<urlopen error [Errno -3] Temporary failure in name resolution>")
+
+    monkeypatch.setattr(MaskRCNN_ResNet50_FPN_V2_Weights, "get_state_dict", offline)
+    with caplog.at_level(logging.WARNING, logger="segmenter.training"):
+        model, version, pretrained = build_training_model(TrainConfig(**{**SMALL, "weights": "DEFAULT"}), ["box"])
+    assert (version, pretrained) == ("v2", False)
+    assert model.state_dict()["roi_heads.box_predictor.cls_score.weight"].shape[0] == 2
+    (record,) = caplog.records
+    assert "Temporary failure in name resolution" in record.message and "from scratch" in record.message
+    assert "weights=path/to/maskrcnn_resnet50_fpn_v2_coco.pth" in record.message
 
 
 def test_resume_continues_from_the_saved_epoch(shapes_run):
