@@ -25,6 +25,7 @@ from maskwatch.config import AppConfig, LiveCameraConfig
 from maskwatch.live import LiveSource, redact_url
 from maskwatch.pipeline import build_segmenter, open_store, store_url
 from maskwatch.render import draw_frame
+from maskwatch.segmenter_server import RemoteSegmenter, SegmenterLink, SegmenterUnavailable
 from tracker.tracker import MaskTracker
 
 log = logging.getLogger(__name__)
@@ -60,8 +61,13 @@ def _edited_geometry(url: str, camera: LiveCameraConfig, applied_ts: float | Non
     return camera, updated_ts
 
 
-def run_camera(config: AppConfig, camera: LiveCameraConfig, out_dir: Path) -> None:
-    """The worker's main loop; returns (exit 0) on SIGTERM/SIGINT after flushing the store."""
+def run_camera(config: AppConfig, camera: LiveCameraConfig, out_dir: Path, link: SegmenterLink | None = None) -> None:
+    """The worker's main loop; returns (exit 0) on SIGTERM/SIGINT after flushing the store.
+
+    With ``link`` the frames are segmented by the service's shared segmenter
+    process; while it is unreachable, frames are skipped (``segmenter_error``
+    in the status says why) and everything else keeps running.
+    """
     stopping = False
 
     def stop(*_: object) -> None:
@@ -75,7 +81,8 @@ def run_camera(config: AppConfig, camera: LiveCameraConfig, out_dir: Path) -> No
     live_dir.mkdir(parents=True, exist_ok=True)
     status_path, frame_path = live_dir / f"{safe_name(camera.name)}.json", live_dir / f"{safe_name(camera.name)}.jpg"
     source = LiveSource(camera.source, loop=camera.loop, stall_s=camera.stall_s, backoff_max_s=camera.backoff_max_s)
-    segmenter = build_segmenter(config.segmenter)
+    segmenter = RemoteSegmenter(link) if link is not None else build_segmenter(config.segmenter)
+    segmenter_error: str | None = None
     fps = camera.fps
     tracker = MaskTracker(config.tracker, fps=fps)
     snapshot_dir = Path(config.store.snapshot_dir) if config.store.snapshot_dir else out_dir / "snapshots"
@@ -104,7 +111,17 @@ def run_camera(config: AppConfig, camera: LiveCameraConfig, out_dir: Path) -> No
                 if size is not None and frame.image.shape[:2] != size:  # the stream changed size after a reconnect
                     tracker = MaskTracker(config.tracker, fps=fps)
                 size = frame.image.shape[:2]
-                detections = segmenter.segment([frame.image])[0]
+                try:
+                    detections = segmenter.segment([frame.image])[0]
+                except SegmenterUnavailable as exc:
+                    if segmenter_error != str(exc):
+                        log.warning("camera %s: frames skipped: %s", camera.name, exc)
+                    segmenter_error, frame = str(exc), None
+                else:
+                    if segmenter_error is not None:
+                        log.info("camera %s: shared segmenter answering again", camera.name)
+                    segmenter_error = None
+            if frame is not None:
                 result = tracker.update(detections)
                 analysis = analyzer.update(frames, frame.pts, frame.ts, frame.image, result)
                 store.write(run_id, observations=analysis.observations, tracks=analysis.tracks, events=analysis.events,
@@ -127,7 +144,7 @@ def run_camera(config: AppConfig, camera: LiveCameraConfig, out_dir: Path) -> No
                     "camera": camera.name, "pid": os.getpid(), "updated_ts": now, "run_id": run_id,
                     "source": state.source, "connected": state.connected, "fps_in": state.fps_in,
                     "fps_out": round(processing_fps, 2), "dropped": state.dropped, "reconnects": state.reconnects,
-                    "last_error": state.last_error, "backoff_s": state.backoff_s, "frame_size": state.frame_size, "queue_depth": state.queue_depth,
+                    "last_error": state.last_error, "segmenter_error": segmenter_error, "backoff_s": state.backoff_s, "frame_size": state.frame_size, "queue_depth": state.queue_depth,
                     "lag_s": round(lag, 3) if state.connected else None, "frames": frames, "ended": state.ended,
                     "visible": visible, "occupancy": occupancy,
                     "unique": dict(sorted(analyzer.unique.items())), "line_counts": analyzer.line_counts(),
@@ -139,6 +156,8 @@ def run_camera(config: AppConfig, camera: LiveCameraConfig, out_dir: Path) -> No
         raise
     finally:
         source.stop()
+        if isinstance(segmenter, RemoteSegmenter):
+            segmenter.close()
         closing = analyzer.close(max(frames - 1, 0), time.time(), time.time() - started)
         store.write(run_id, events=closing.events, alarms=closing.alarms, tracks=closing.tracks)
         store.end_run(run_id, frames=frames, status=status, ended_ts=time.time())

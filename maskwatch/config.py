@@ -58,6 +58,22 @@ class ServiceSection(BaseModel):
     live_dir: str = Field("live", description="Per-camera status JSON and latest JPEG (relative to --out unless absolute).")
     live_jpeg_every_s: float = Field(0.25, gt=0, description="How often the latest annotated frame is written.")
     restart_backoff_max_s: float = Field(30.0, gt=0, description="Longest wait before restarting a dead camera worker.")
+    segmenter: Literal["auto", "shared", "per_camera"] = Field(
+        "auto",
+        description="shared: one segmenter process batches the frames of all cameras (one model on the GPU); "
+        "per_camera: each camera worker runs its own; auto: shared for maskrcnn, per camera for motion and replay "
+        "(they keep per-camera state).",
+    )
+    batch_wait_ms: float = Field(
+        20.0, ge=0, description="Shared segmenter: longest wait for other cameras' frames to fill a batch."
+    )
+    segmenter_timeout_s: float = Field(
+        30.0, gt=0, description="Shared segmenter: a camera skips its frame when no answer comes in this time."
+    )
+
+    def shared_segmenter(self, segmenter: SegmenterName) -> bool:
+        """Whether ``maskwatch serve`` runs one segmenter process for all cameras."""
+        return self.segmenter == "shared" or (self.segmenter == "auto" and segmenter == "maskrcnn")
 
 
 class AppConfig(BaseModel):
@@ -85,6 +101,11 @@ class AppConfig(BaseModel):
         duplicates = sorted({n for n in names if names.count(n) > 1})
         if duplicates:
             raise ValueError(f"camera names must be unique: {', '.join(duplicates)}")
+        if self.service.segmenter == "shared" and self.segmenter.name != "maskrcnn":
+            raise ValueError(
+                f"service.segmenter: shared needs the maskrcnn segmenter ({self.segmenter.name} keeps state per camera; "
+                "use auto or per_camera)"
+            )
         channels = {w.name for w in self.delivery.webhooks} | ({"mqtt"} if self.mqtt is not None else set())
         for i, rule in enumerate(self.alarms):
             unknown = sorted(set(rule.notify) - channels)

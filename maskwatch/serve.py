@@ -1,7 +1,9 @@
 """``maskwatch serve``: every configured camera, continuously, plus alarm delivery and metrics.
 
 The service process supervises: one worker process per camera (restarted with
-backoff when it dies, so one dead camera never stops the others), one alarm
+backoff when it dies, so one dead camera never stops the others), with
+``maskrcnn`` one shared segmenter process that batches all cameras' frames
+(``maskwatch.segmenter_server``; restarted the same way), one alarm
 sender thread working the store's outbox (webhooks, MQTT), and one HTTP
 server for ``/healthz`` and Prometheus ``/metrics``. Workers report through
 their status files in ``live_dir``; the supervisor reads them, so a stuck
@@ -14,10 +16,14 @@ from __future__ import annotations
 import json
 import logging
 import multiprocessing as mp
+import os
 import random
+import shutil
 import signal
+import tempfile
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -29,24 +35,33 @@ from maskwatch.camera_worker import run_camera, safe_name
 from maskwatch.config import AppConfig, LiveCameraConfig
 from maskwatch.live import redact_url
 from maskwatch.pipeline import store_url
+from maskwatch.segmenter_server import SegmenterLink, run_segmenter_process
 
 log = logging.getLogger(__name__)
 
 
 @dataclass
-class _Worker:
-    camera: LiveCameraConfig
+class _Child:
+    """A supervised process: a camera worker or the shared segmenter."""
+
+    label: str  # for log lines: "camera <name>" or "shared segmenter"
+    target: Callable[..., None]
+    args: tuple
     process: mp.Process | None = None
     restarts: int = 0
     next_start: float = 0.0
     last_exit: str | None = None
+
+    @property
+    def alive(self) -> bool:
+        return self.process is not None and self.process.is_alive()
 
 
 @dataclass
 class Service:
     config: AppConfig
     out_dir: Path
-    workers: dict[str, _Worker] = field(default_factory=dict)
+    workers: dict[str, _Child] = field(default_factory=dict)
     stop_event: threading.Event = field(default_factory=threading.Event)
 
     def __post_init__(self) -> None:
@@ -54,8 +69,23 @@ class Service:
         live = Path(self.config.service.live_dir)
         self.live_dir = live if live.is_absolute() else self.out_dir / live
         self.live_dir.mkdir(parents=True, exist_ok=True)
-        self.workers = {c.name: _Worker(c) for c in self.config.cameras}
+        self.cameras = {c.name: c for c in self.config.cameras}
+        self.segmenter: _Child | None = None
+        link = None
+        if self.config.service.shared_segmenter(self.config.segmenter.name):
+            self._socket_dir = tempfile.mkdtemp(prefix="maskwatch-")  # 0700, and short: socket paths are limited to ~100 bytes
+            link = SegmenterLink(os.path.join(self._socket_dir, "segmenter.sock"), os.urandom(16),
+                                 self.config.service.segmenter_timeout_s)
+            args = (self.config.segmenter, link, self.config.segmenter.maskrcnn.batch_size,
+                    self.config.service.batch_wait_ms / 1000, self.segmenter_status_path)
+            self.segmenter = _Child("shared segmenter", _segmenter_main, args)
+        self.workers = {c.name: _Child(f"camera {c.name}", _worker_main, (self.config, c, self.out_dir, link))
+                        for c in self.config.cameras}
         self._ctx = mp.get_context("spawn")  # no forked copies of threads, CUDA or open connections
+
+    @property
+    def segmenter_status_path(self) -> Path:
+        return self.live_dir / "segmenter" / "status.json"  # a folder: the dashboard reads every *.json of live_dir as a camera
 
     def status(self) -> dict[str, dict]:
         """Per camera: the worker's latest status file, plus what the supervisor knows (alive, restarts)."""
@@ -65,50 +95,80 @@ class Service:
             try:
                 state = json.loads(path.read_text())
             except (OSError, ValueError):
-                state = {"camera": name, "connected": False, "source": redact_url(str(worker.camera.source))}
-            alive = worker.process is not None and worker.process.is_alive()
-            if not alive:
+                state = {"camera": name, "connected": False, "source": redact_url(str(self.cameras[name].source))}
+            _add_supervision(state, worker)
+            if not worker.alive:
                 state["connected"] = False
-            state.update(worker_alive=alive, worker_restarts=worker.restarts)
-            if worker.last_exit and not alive:
-                state["last_error"] = worker.last_exit
             out[name] = state
         return out
 
+    def shared_segmenter_status(self) -> dict | None:
+        """The shared segmenter's batch statistics and health; None when each camera runs its own."""
+        if self.segmenter is None:
+            return None
+        try:
+            state = json.loads(self.segmenter_status_path.read_text())
+        except (OSError, ValueError):  # still loading the model, or never started
+            state = {}
+        return _add_supervision(state, self.segmenter)
+
+    def children(self) -> list[_Child]:
+        return ([self.segmenter] if self.segmenter is not None else []) + list(self.workers.values())
+
     def supervise_once(self, now: float) -> None:
-        """Start workers that are due, note the ones that died and schedule their restart with backoff."""
-        for name, worker in self.workers.items():
-            process = worker.process
+        """Start processes that are due, note the ones that died and schedule their restart with backoff."""
+        for child in self.children():
+            process = child.process
             if process is not None and not process.is_alive():
-                worker.last_exit = f"worker exited with code {process.exitcode}"
-                log.warning("camera %s: %s; restarting", name, worker.last_exit)
-                delay = min(self.config.service.restart_backoff_max_s, 2.0 ** min(worker.restarts, 10))
-                worker.next_start = now + delay * (1 + 0.2 * random.random())
-                worker.restarts += 1
-                worker.process = None
-            if worker.process is None and now >= worker.next_start and not self.stop_event.is_set():
-                worker.process = self._ctx.Process(
-                    target=_worker_main, args=(self.config, worker.camera, self.out_dir), name=f"camera-{name}", daemon=False
-                )
-                worker.process.start()
+                child.last_exit = f"process exited with code {process.exitcode}"
+                log.warning("%s: %s; restarting", child.label, child.last_exit)
+                delay = min(self.config.service.restart_backoff_max_s, 2.0 ** min(child.restarts, 10))
+                child.next_start = now + delay * (1 + 0.2 * random.random())
+                child.restarts += 1
+                child.process = None
+            if child.process is None and now >= child.next_start and not self.stop_event.is_set():
+                child.process = self._ctx.Process(target=child.target, args=child.args, name=child.label.replace(" ", "-"),
+                                                  daemon=False)
+                child.process.start()
 
     def stop_workers(self, timeout: float = 20.0) -> None:
-        for worker in self.workers.values():
-            if worker.process is not None and worker.process.is_alive():
-                worker.process.terminate()  # SIGTERM: the worker stops its reader and flushes the store
-        deadline = time.monotonic() + timeout
-        for worker in self.workers.values():
-            if worker.process is not None:
-                worker.process.join(max(deadline - time.monotonic(), 0.1))
-                if worker.process.is_alive():
-                    log.error("camera %s did not stop in %.0f s; killing it", worker.camera.name, timeout)
-                    worker.process.kill()
-                    worker.process.join()
+        """Cameras first (they flush their store batches, and may need the segmenter for a frame in flight), then the segmenter."""
+        cameras = list(self.workers.values())
+        _stop(cameras, timeout)
+        if self.segmenter is not None:
+            _stop([self.segmenter], timeout)
+            shutil.rmtree(self._socket_dir, ignore_errors=True)
 
 
-def _worker_main(config: AppConfig, camera: LiveCameraConfig, out_dir: Path) -> None:
+def _add_supervision(state: dict, child: _Child) -> dict:
+    state.update(worker_alive=child.alive, worker_restarts=child.restarts)
+    if child.last_exit and not child.alive:
+        state["last_error"] = child.last_exit
+    return state
+
+
+def _stop(children: list[_Child], timeout: float) -> None:
+    for child in children:
+        if child.alive:
+            child.process.terminate()  # SIGTERM: a camera stops its reader and flushes the store
+    deadline = time.monotonic() + timeout
+    for child in children:
+        if child.process is not None:
+            child.process.join(max(deadline - time.monotonic(), 0.1))
+            if child.process.is_alive():
+                log.error("%s did not stop in %.0f s; killing it", child.label, timeout)
+                child.process.kill()
+                child.process.join()
+
+
+def _worker_main(config: AppConfig, camera: LiveCameraConfig, out_dir: Path, link: SegmenterLink | None) -> None:
     logging.basicConfig(level=logging.INFO, format=f"%(asctime)s {camera.name} %(levelname)s %(message)s")
-    run_camera(config, camera, out_dir)
+    run_camera(config, camera, out_dir, link)
+
+
+def _segmenter_main(*args: object) -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s segmenter %(levelname)s %(message)s")
+    run_segmenter_process(*args)
 
 
 class _Collector:
@@ -146,6 +206,26 @@ class _Collector:
         backlog = GaugeMetricFamily("maskwatch_alarm_backlog", "Alarm deliveries not yet delivered (pending)")
         backlog.add_metric([], float(self.backlog()))
         yield backlog
+        shared = self.service.shared_segmenter_status()
+        if shared is not None:
+            yield from _segmenter_metrics(shared)
+
+
+def _segmenter_metrics(state: dict):
+    """The shared segmenter: is it up, how full are its batches, how busy is it."""
+    up = GaugeMetricFamily("maskwatch_segmenter_up", "1 when the shared segmenter process runs")
+    up.add_metric([], 1.0 if state["worker_alive"] else 0.0)
+    yield up
+    mean = GaugeMetricFamily("maskwatch_segmenter_mean_batch", "Frames per forward pass, mean since start")
+    mean.add_metric([], float(state.get("mean_batch") or 0))
+    yield mean
+    for key, help_text in (("batches", "Forward passes"), ("frames", "Frames segmented"),
+                           ("failed_frames", "Frames the segmenter failed on"), ("busy_s", "Seconds spent segmenting"),
+                           ("worker_restarts", "Segmenter process restarts")):
+        name = "maskwatch_segmenter_busy_seconds" if key == "busy_s" else f"maskwatch_segmenter_{key.replace('worker_', '')}"
+        family = CounterMetricFamily(name, help_text)
+        family.add_metric([], float(state.get(key) or 0))
+        yield family
 
 
 def _http_server(service: Service, registry: CollectorRegistry) -> ThreadingHTTPServer:
@@ -159,8 +239,8 @@ def _http_server(service: Service, registry: CollectorRegistry) -> ThreadingHTTP
                 cameras = service.status()
                 body = json.dumps({"status": "ok", "cameras": {
                     n: {k: s.get(k) for k in ("connected", "fps_in", "fps_out", "lag_s", "frames", "dropped", "reconnects",
-                                              "queue_depth", "backoff_s", "last_error", "worker_alive", "worker_restarts", "source")}
-                    for n, s in cameras.items()}}).encode()
+                                              "queue_depth", "backoff_s", "last_error", "segmenter_error", "worker_alive", "worker_restarts", "source")}
+                    for n, s in cameras.items()}, "segmenter": service.shared_segmenter_status()}).encode()
                 ctype, code = "application/json", 200
             else:
                 body, ctype, code = b"not found\n", "text/plain", 404

@@ -244,3 +244,53 @@ def alarm_ids(url: str) -> set[str]:
             return {row.id for row in conn.execute(select(alarms.c.id))}
     finally:
         engine.dispose()
+
+
+def test_two_cameras_share_one_segmenter_process_that_is_restarted_when_killed(tmp_path):
+    """maskrcnn under serve: one model for both cameras, their frames batched; SIGKILL of it costs frames, not cameras."""
+    import torch
+    from torchvision.models.detection import maskrcnn_resnet50_fpn_v2
+
+    torch.manual_seed(0)
+    weights = tmp_path / "model.pth"
+    torch.save({"model": maskrcnn_resnet50_fpn_v2(weights=None, weights_backbone=None, num_classes=2).state_dict(),
+                "class_names": ["part"], "version": "v2"}, weights)
+    video = tmp_path / "belt.mp4"
+    render_scene(video, frames=60)
+    listen = f"127.0.0.1:{free_port()}"
+    base = f"http://{listen}"
+    config = {
+        "segmenter": {"name": "maskrcnn", "maskrcnn": {"weights": str(weights), "min_size": 96, "max_size": 160,
+                                                       "score_threshold": 0.0, "max_detections": 5, "batch_size": 4}},
+        "cameras": [{"name": name, "source": str(video), "loop": True, "fps": 10} for name in ("left", "right")],
+        "service": {"listen": listen, "batch_wait_ms": 200},
+    }
+    proc = start_service(config, tmp_path)
+    try:
+        def frames(name: str) -> int:
+            return camera_state(base, name).get("frames") or 0
+
+        wait_for(lambda: frames("left") > 5 and frames("right") > 5, 120, "both cameras segmented")
+        health = json.loads(get(base + "/healthz"))
+        shared = health["segmenter"]
+        assert shared["worker_alive"] and shared["device"] == "cpu" and shared["workers"] == 2
+        assert int(shared["batch_sizes"].get("2", 0)) >= 1 and shared["mean_batch"] > 1  # both cameras in one pass
+        metrics = get(base + "/metrics")
+        assert "maskwatch_segmenter_up 1.0" in metrics and "maskwatch_segmenter_frames_total" in metrics
+
+        os.kill(shared["pid"], signal.SIGKILL)
+        wait_for(lambda: camera_state(base, "left").get("segmenter_error"), 30, "the cameras to notice")
+        wait_for(lambda: json.loads(get(base + "/healthz"))["segmenter"]["worker_restarts"] == 1, 30, "a restart")
+        before = {name: frames(name) for name in ("left", "right")}
+        wait_for(lambda: all(frames(name) > before[name] + 3 for name in before), 120, "segmenting again")
+        for name in ("left", "right"):
+            state = camera_state(base, name)
+            assert state["worker_restarts"] == 0 and state["segmenter_error"] is None  # the cameras kept running
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        stdout, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 0, stderr[-3000:]
+    assert "Traceback" not in stderr and "leaked" not in stderr
+    with make_engine(f"sqlite:///{tmp_path / 'out' / 'maskwatch.db'}").connect() as conn:
+        rows = list(conn.execute(select(runs.c.status, runs.c.frames)))
+    assert len(rows) == 2 and all(r.status == "finished" and r.frames > 8 for r in rows)

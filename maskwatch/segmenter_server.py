@@ -1,0 +1,316 @@
+"""One segmenter for every camera of ``maskwatch serve``: frames from all cameras batched into one forward pass.
+
+A GPU runs Mask R-CNN at batch 8 many times faster per frame than at batch 1
+(``bench/RESULTS.md``), and one model in GPU memory serves any number of
+cameras. Camera workers stay separate processes, each its own failure domain;
+each hands its latest frame to the segmenter process and waits for that
+frame's :class:`Detections`.
+
+Transport: a Unix socket (``multiprocessing.connection``, authenticated) for
+the small messages, and one shared-memory block per worker for the frame, so
+a 1080p frame is written once by the worker and read in place by the
+segmenter instead of being pickled through the socket. Each worker has at
+most one frame in flight, so the segmenter batches across workers: it takes
+what has arrived and waits at most ``batch_wait_s`` for the other connected
+cameras, up to ``batch_size`` frames.
+
+The segmenter process may die (a driver fault, out of GPU memory); the
+service restarts it. Workers then get :class:`SegmenterUnavailable` at once
+(or after ``timeout_s`` if it hangs), skip frames while it is away and
+reconnect by themselves; their tracks, zones and alarm state are untouched.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from multiprocessing.connection import Client, Connection, Listener, wait
+from multiprocessing.shared_memory import SharedMemory
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from segmenter.detections import Detections
+
+log = logging.getLogger(__name__)
+
+
+class SegmenterUnavailable(Exception):
+    """The shared segmenter cannot be reached, hung or failed on this frame; the frame is skipped."""
+
+
+@dataclass(frozen=True)
+class SegmenterLink:
+    """Where the service's segmenter listens: passed to the segmenter process and to every camera worker."""
+
+    address: str  # a Unix socket path in a private (0700) temporary folder
+    authkey: bytes
+    timeout_s: float = 30.0
+
+
+# ---------------------------------------------------------------- worker side
+
+
+class RemoteSegmenter:
+    """A :class:`~segmenter.detections.Segmenter` whose model runs in the shared segmenter process."""
+
+    def __init__(self, link: SegmenterLink) -> None:
+        self.link = link
+        self._conn: Connection | None = None
+        self._shm: SharedMemory | None = None
+
+    def segment(self, frames: list[np.ndarray]) -> list[Detections]:
+        return [self._segment_one(frame) for frame in frames]
+
+    def _segment_one(self, frame: np.ndarray) -> Detections:
+        conn = self._connect()
+        shm = self._frame_block(frame.nbytes)
+        np.ndarray(frame.shape, np.uint8, buffer=shm.buf)[...] = frame
+        try:
+            conn.send((shm.name, frame.shape))
+            if not conn.poll(self.link.timeout_s):
+                raise SegmenterUnavailable(f"shared segmenter did not answer within {self.link.timeout_s:.0f} s")
+            status, payload = conn.recv()
+        except (OSError, EOFError) as exc:  # the segmenter process went away mid-request
+            self._disconnect()
+            raise SegmenterUnavailable(f"shared segmenter connection lost ({type(exc).__name__})") from None
+        except SegmenterUnavailable:
+            self._disconnect()  # a late answer must not be taken for the next frame's
+            raise
+        if status != "ok":
+            raise SegmenterUnavailable(f"shared segmenter failed on this frame: {payload}")
+        return payload
+
+    def _connect(self) -> Connection:
+        if self._conn is None:
+            try:
+                self._conn = Client(self.link.address, family="AF_UNIX", authkey=self.link.authkey)
+            except (OSError, EOFError) as exc:  # not started yet, restarting, or gone
+                raise SegmenterUnavailable(f"shared segmenter not reachable ({type(exc).__name__})") from None
+        return self._conn
+
+    def _frame_block(self, nbytes: int) -> SharedMemory:
+        """The shared block the frame is written to; replaced only when the frame size changes."""
+        if self._shm is not None and self._shm.size < nbytes:
+            self._release_block()
+        if self._shm is None:
+            self._shm = SharedMemory(create=True, size=nbytes)
+        return self._shm
+
+    def _disconnect(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    def _release_block(self) -> None:
+        if self._shm is not None:
+            self._shm.close()
+            self._shm.unlink()
+            self._shm = None
+
+    def close(self) -> None:
+        self._disconnect()
+        self._release_block()
+
+
+# ---------------------------------------------------------------- segmenter side
+
+
+@dataclass(eq=False)  # hashed by identity: a key of the pending frames
+class _Peer:
+    """One connected worker: its connection and its frame block, attached once."""
+
+    conn: Connection
+    block: SharedMemory | None = None
+
+    def frame(self, name: str, shape: tuple[int, int, int]) -> np.ndarray:
+        if self.block is None or self.block.name.lstrip("/") != name.lstrip("/"):
+            self.release()
+            self.block = SharedMemory(name=name)
+        return np.ndarray(shape, np.uint8, buffer=self.block.buf)
+
+    def release(self) -> None:
+        if self.block is not None:
+            self.block.close()
+            self.block = None
+
+
+@dataclass
+class BatchStats:
+    """What ``/metrics`` and ``/healthz`` report about the shared segmenter."""
+
+    batches: int = 0
+    frames: int = 0
+    failed_frames: int = 0
+    busy_s: float = 0.0
+    sizes: Counter = field(default_factory=Counter)
+
+    def add(self, size: int, seconds: float) -> None:
+        self.batches += 1
+        self.frames += size
+        self.busy_s += seconds
+        self.sizes[size] += 1
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "batches": self.batches,
+            "frames": self.frames,
+            "failed_frames": self.failed_frames,
+            "busy_s": round(self.busy_s, 3),
+            "mean_batch": round(self.frames / self.batches, 3) if self.batches else 0.0,
+            "batch_sizes": {str(k): v for k, v in sorted(self.sizes.items())},
+        }
+
+
+class SegmenterServer:
+    """Accepts worker connections and answers their frames in batches, one :meth:`serve_round` at a time."""
+
+    def __init__(self, segmenter: Any, link: SegmenterLink, batch_size: int, batch_wait_s: float) -> None:
+        self.segmenter, self.batch_size, self.batch_wait_s = segmenter, batch_size, batch_wait_s
+        Path(link.address).unlink(missing_ok=True)  # left behind by a predecessor that was killed
+        self.listener = Listener(link.address, family="AF_UNIX", authkey=link.authkey)
+        self.peers: list[_Peer] = []
+        self._pending: dict[_Peer, np.ndarray] = {}
+        self.stats = BatchStats()
+        self._lock = threading.Lock()
+        self._closing = False
+        threading.Thread(target=self._accept, name="accept", daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                conn = self.listener.accept()
+            except Exception as exc:  # a peer without the key, one that hung up mid-handshake, or close()
+                if self._closing:
+                    return
+                log.warning("refused a connection to the shared segmenter: %s", exc)
+                continue
+            with self._lock:
+                self.peers.append(_Peer(conn))
+
+    def serve_round(self, idle_timeout: float = 0.2) -> int:
+        """Collect one batch, segment it and answer it; returns its size (0: nothing arrived in ``idle_timeout``).
+
+        A batch goes as soon as it has ``batch_size`` frames or every connected
+        worker has a frame waiting, else when the first frame has waited
+        ``batch_wait_s``. Frames beyond ``batch_size`` (more cameras than the
+        batch) stay pending and go first in the next batch.
+        """
+        deadline = time.monotonic() + self.batch_wait_s if self._pending else None
+        while True:
+            waiting = [p for p in self._live_peers() if p not in self._pending]
+            if self._pending and (len(self._pending) >= self.batch_size or not waiting):
+                break
+            if deadline is not None and time.monotonic() >= deadline:
+                break
+            timeout = idle_timeout if deadline is None else deadline - time.monotonic()
+            if not waiting:  # no worker connected (yet)
+                time.sleep(timeout)
+                return 0
+            ready = wait([p.conn for p in waiting], timeout)
+            if not ready and deadline is None:
+                return 0
+            for peer in waiting:
+                if peer.conn in ready and (frame := self._receive(peer)) is not None:
+                    self._pending[peer] = frame
+                    deadline = deadline or time.monotonic() + self.batch_wait_s
+        peers = list(self._pending)[: self.batch_size]
+        results = self._segment([self._pending.pop(peer) for peer in peers])  # no view of a block outlives this
+        for peer, result in zip(peers, results):
+            self._send(peer, result)
+        return len(peers)
+
+    def _live_peers(self) -> list[_Peer]:
+        with self._lock:
+            return list(self.peers)
+
+    def _receive(self, peer: _Peer) -> np.ndarray | None:
+        try:
+            name, shape = peer.conn.recv()
+            return peer.frame(name, tuple(shape))
+        except (OSError, EOFError):  # the worker stopped or died
+            self._drop(peer)
+        except (ValueError, TypeError) as exc:  # a block that vanished or does not fit the shape
+            self._send(peer, ("error", f"cannot read the frame: {exc}"))
+        return None
+
+    def _segment(self, frames: list[np.ndarray]) -> list[tuple[str, Any]]:
+        started = time.perf_counter()
+        try:
+            results = [("ok", det) for det in self.segmenter.segment(frames)]
+        except Exception:  # one bad frame must not fail the other cameras' frames: retry them one by one
+            log.exception("shared segmenter: batch of %d failed; segmenting its frames one at a time", len(frames))
+            results = [self._segment_alone(frame) for frame in frames]
+        self.stats.add(len(frames), time.perf_counter() - started)
+        return results
+
+    def _segment_alone(self, frame: np.ndarray) -> tuple[str, Any]:
+        try:
+            return "ok", self.segmenter.segment([frame])[0]
+        except Exception as exc:
+            self.stats.failed_frames += 1
+            return "error", f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else 'no details'}"
+
+    def _send(self, peer: _Peer, message: tuple[str, Any]) -> None:
+        try:
+            peer.conn.send(message)
+        except OSError:
+            self._drop(peer)
+
+    def _drop(self, peer: _Peer) -> None:
+        with self._lock:
+            if peer in self.peers:
+                self.peers.remove(peer)
+        self._pending.pop(peer, None)
+        peer.conn.close()
+        peer.release()
+
+    def close(self) -> None:
+        self._closing = True
+        self.listener.close()
+        for peer in self._live_peers():
+            self._drop(peer)
+
+
+def run_segmenter_process(section: Any, link: SegmenterLink, batch_size: int, batch_wait_s: float, status_path: Path) -> None:
+    """The segmenter process of ``maskwatch serve``: load the model once, then answer batches until SIGTERM.
+
+    The model is loaded before the socket opens, so workers see "not reachable"
+    (and skip frames) rather than waiting on a model that is still loading.
+    ``status_path`` gets the batch statistics twice a second for the service's
+    ``/metrics``. An orphan (service killed with -9) stops too.
+    """
+    from maskwatch.camera_worker import write_atomic
+    from maskwatch.pipeline import build_segmenter
+
+    stopping = False
+
+    def stop(*_: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    segmenter = build_segmenter(section)
+    device = str(getattr(segmenter, "device", "cpu"))
+    server = SegmenterServer(segmenter, link, batch_size, batch_wait_s)
+    log.info("shared segmenter ready on %s (batch up to %d, wait %.0f ms)", device, batch_size, batch_wait_s * 1000)
+    status_path.parent.mkdir(parents=True, exist_ok=True)
+    parent, last_status = os.getppid(), 0.0
+    try:
+        while not stopping and os.getppid() == parent:
+            server.serve_round()
+            if time.monotonic() - last_status >= 0.5:
+                state = {"pid": os.getpid(), "updated_ts": time.time(), "device": device, "workers": len(server.peers),
+                         "batch_size": batch_size, **server.stats.as_dict()}
+                write_atomic(status_path, json.dumps(state).encode())
+                last_status = time.monotonic()
+    finally:
+        server.close()

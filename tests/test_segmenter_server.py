@@ -1,0 +1,179 @@
+"""The shared segmenter of ``maskwatch serve``: frames of several cameras in one forward pass, over real sockets.
+
+Everything is real: Unix sockets with authentication, shared-memory frame
+blocks, a Mask R-CNN (random weights, tiny input size) in the server, and for
+the failure test a server process that is killed with SIGKILL and restarted.
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing as mp
+import os
+import signal
+import threading
+import time
+from multiprocessing import AuthenticationError
+from multiprocessing.connection import Client
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torchvision.models.detection import maskrcnn_resnet50_fpn_v2
+
+from maskwatch.config import SegmenterSection, parse_config
+from maskwatch.segmenter_server import (
+    RemoteSegmenter,
+    SegmenterLink,
+    SegmenterServer,
+    SegmenterUnavailable,
+    run_segmenter_process,
+)
+from segmenter.errors import InputError
+from segmenter.maskrcnn import MaskRCNNConfig, MaskRCNNSegmenter
+from segmenter.masks import mask_iou
+
+TINY = {"min_size": 96, "max_size": 128, "score_threshold": 0.0, "max_detections": 5}
+
+
+@pytest.fixture(scope="module")
+def weights(tmp_path_factory) -> Path:
+    """Random (not tied) weights, saved once so the server and the local reference load the same model."""
+    torch.manual_seed(3)
+    path = tmp_path_factory.mktemp("weights") / "random.pth"
+    torch.save({"model": maskrcnn_resnet50_fpn_v2(weights=None, weights_backbone=None, num_classes=3).state_dict(),
+                "class_names": ["pill", "bottle"], "version": "v2"}, path)
+    return path
+
+
+def frame(seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    image = rng.integers(0, 80, (96, 128, 3), dtype=np.uint8)
+    x, y = 10 + 8 * seed, 10 + 5 * seed
+    image[y : y + 40, x : x + 30] = (40 + 30 * seed, 200, 60)
+    return image
+
+
+@pytest.fixture
+def link(tmp_path) -> SegmenterLink:
+    return SegmenterLink(str(tmp_path / "seg.sock"), os.urandom(16), timeout_s=60)
+
+
+@pytest.fixture
+def server(weights, link):
+    """A server answering in a thread of the test process, stopped afterwards."""
+    segmenter = MaskRCNNSegmenter(MaskRCNNConfig(weights=str(weights), **TINY))
+    server = SegmenterServer(segmenter, link, batch_size=4, batch_wait_s=2.0)
+    stop = threading.Event()
+    thread = threading.Thread(target=lambda: [server.serve_round(0.05) for _ in iter(stop.is_set, True)], daemon=True)
+    thread.start()
+    yield server
+    stop.set()
+    thread.join(10)
+    server.close()
+
+
+def same_detections(remote, local) -> None:
+    assert remote.image_size == local.image_size and len(remote) == len(local) == TINY["max_detections"]
+    assert remote.class_names.tolist() == local.class_names.tolist()
+    np.testing.assert_allclose(remote.scores, local.scores, atol=1e-4)
+    np.testing.assert_allclose(remote.boxes, local.boxes, atol=0.05)
+    assert min(mask_iou(a, b) for a, b in zip(remote.masks, local.masks)) > 0.95
+
+
+def test_frames_of_several_cameras_go_through_one_forward_pass(server, link, weights):
+    cameras = [RemoteSegmenter(link) for _ in range(3)]
+    local = MaskRCNNSegmenter(MaskRCNNConfig(weights=str(weights), **TINY))
+    try:
+        for seed, camera in enumerate(cameras):  # one at a time: each is a batch of one
+            same_detections(camera.segment([frame(seed)])[0], local.segment([frame(seed)])[0])
+        assert dict(server.stats.sizes) == {1: 3}
+
+        results: dict[int, object] = {}
+        start = threading.Barrier(3)
+
+        def send(seed: int) -> None:
+            start.wait()
+            results[seed] = cameras[seed].segment([frame(seed)])[0]
+
+        threads = [threading.Thread(target=send, args=(seed,)) for seed in range(3)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(60)
+        assert dict(server.stats.sizes) == {1: 3, 3: 1}  # all three cameras in one batch, each answered its own
+        for seed in range(3):
+            same_detections(results[seed], local.segment([frame(seed)])[0])
+        assert server.stats.as_dict()["mean_batch"] == pytest.approx(6 / 4)
+
+        bigger = np.zeros((120, 160, 3), np.uint8)  # the stream changed size: a new frame block, same connection
+        assert cameras[0].segment([bigger])[0].image_size == (120, 160)
+    finally:
+        for camera in cameras:
+            camera.close()
+
+
+def test_a_peer_without_the_key_is_refused_and_others_carry_on(server, link):
+    with pytest.raises((AuthenticationError, EOFError, OSError)):
+        Client(link.address, family="AF_UNIX", authkey=b"wrong key")
+    camera = RemoteSegmenter(link)
+    try:
+        assert camera.segment([frame(0)])[0].image_size == (96, 128)
+    finally:
+        camera.close()
+
+
+def start_server_process(weights: Path, link: SegmenterLink, status: Path) -> mp.Process:
+    section = SegmenterSection(name="maskrcnn", maskrcnn=MaskRCNNConfig(weights=str(weights), **TINY))
+    process = mp.get_context("spawn").Process(target=run_segmenter_process, args=(section, link, 4, 0.01, status))
+    process.start()
+    return process
+
+
+def segment_when_up(camera: RemoteSegmenter, timeout: float = 60):
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return camera.segment([frame(1)])[0]
+        except SegmenterUnavailable as exc:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"shared segmenter did not come up: {exc}") from None
+            time.sleep(0.2)
+
+
+def test_a_camera_skips_frames_while_the_segmenter_process_is_away_and_reconnects(weights, link, tmp_path):
+    camera = RemoteSegmenter(link)
+    status = tmp_path / "live" / "segmenter" / "status.json"
+    with pytest.raises(SegmenterUnavailable, match="not reachable"):
+        camera.segment([frame(0)])
+    process = start_server_process(weights, link, status)
+    try:
+        first = segment_when_up(camera)
+        process.kill()  # SIGKILL: no goodbye on the socket
+        process.join(10)
+        with pytest.raises(SegmenterUnavailable, match="connection lost|not reachable"):
+            camera.segment([frame(1)])
+        process = start_server_process(weights, link, status)  # a stale socket file is left: the new one replaces it
+        again = segment_when_up(camera)  # the same camera object reconnects by itself
+        same_detections(again, first)
+        deadline = time.monotonic() + 10
+        while (state := json.loads(status.read_text()) if status.exists() else {}).get("frames", 0) < 1:
+            assert time.monotonic() < deadline, "no status from the segmenter process"
+            time.sleep(0.2)
+        assert state["pid"] == process.pid and state["device"] == "cpu" and state["batches"] >= 1
+        os.kill(process.pid, signal.SIGTERM)
+        process.join(30)
+        assert process.exitcode == 0 and not Path(link.address).exists()  # a clean stop removes its socket
+    finally:
+        camera.close()
+        if process.is_alive():
+            process.kill()
+
+
+def test_shared_segmenter_is_chosen_for_maskrcnn_and_refused_for_stateful_backends():
+    assert parse_config({}).service.shared_segmenter("maskrcnn")
+    assert not parse_config({"segmenter": {"name": "motion"}}).service.shared_segmenter("motion")
+    assert not parse_config({"service": {"segmenter": "per_camera"}}).service.shared_segmenter("maskrcnn")
+    with pytest.raises(InputError, match="service.segmenter: shared needs the maskrcnn segmenter"):
+        parse_config({"segmenter": {"name": "motion"}, "service": {"segmenter": "shared"}})
