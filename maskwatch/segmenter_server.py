@@ -309,8 +309,17 @@ def run_segmenter_process(section: Any, link: SegmenterLink, batch_size: int, ba
             server.serve_round()
             if time.monotonic() - last_status >= 0.5:
                 state = {"pid": os.getpid(), "updated_ts": time.time(), "device": device, "workers": len(server.peers),
-                         "batch_size": batch_size, **server.stats.as_dict()}
+                         "batch_size": batch_size, "gpu_memory_mb": _gpu_memory_mb(device), **server.stats.as_dict()}
                 write_atomic(status_path, json.dumps(state).encode())
                 last_status = time.monotonic()
     finally:
         server.close()
+
+
+def _gpu_memory_mb(device: str) -> float | None:
+    """Peak GPU memory the model has used, for sizing how many cameras a GPU takes; None off CUDA."""
+    if not device.startswith("cuda"):
+        return None
+    import torch
+
+    return round(torch.cuda.max_memory_allocated(device) / 2**20, 1)

@@ -32,10 +32,11 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 from maskwatch.camera_worker import run_camera, safe_name
-from maskwatch.config import AppConfig, LiveCameraConfig
+from maskwatch.config import AppConfig
 from maskwatch.live import redact_url
 from maskwatch.pipeline import store_url
 from maskwatch.segmenter_server import SegmenterLink, run_segmenter_process
+from segmenter.errors import InputError
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +48,7 @@ class _Child:
     label: str  # for log lines: "camera <name>" or "shared segmenter"
     target: Callable[..., None]
     args: tuple
+    error_path: Path | None = None  # where the child writes a configuration error before exiting with CONFIG_ERROR_EXIT
     process: mp.Process | None = None
     restarts: int = 0
     next_start: float = 0.0
@@ -71,15 +73,15 @@ class Service:
         self.live_dir.mkdir(parents=True, exist_ok=True)
         self.cameras = {c.name: c for c in self.config.cameras}
         self.segmenter: _Child | None = None
+        self.fatal: str | None = None  # a child's configuration error: the service stops with it
+        self._private_dir = Path(tempfile.mkdtemp(prefix="maskwatch-"))  # 0700, and short: socket paths are limited to ~100 bytes
         link = None
         if self.config.service.shared_segmenter(self.config.segmenter.name):
-            self._socket_dir = tempfile.mkdtemp(prefix="maskwatch-")  # 0700, and short: socket paths are limited to ~100 bytes
-            link = SegmenterLink(os.path.join(self._socket_dir, "segmenter.sock"), os.urandom(16),
-                                 self.config.service.segmenter_timeout_s)
+            link = SegmenterLink(str(self._private_dir / "segmenter.sock"), os.urandom(16), self.config.service.segmenter_timeout_s)
             args = (self.config.segmenter, link, self.config.segmenter.maskrcnn.batch_size,
                     self.config.service.batch_wait_ms / 1000, self.segmenter_status_path)
-            self.segmenter = _Child("shared segmenter", _segmenter_main, args)
-        self.workers = {c.name: _Child(f"camera {c.name}", _worker_main, (self.config, c, self.out_dir, link))
+            self.segmenter = self._child("shared segmenter", run_segmenter_process, args)
+        self.workers = {c.name: self._child(f"camera {c.name}", run_camera, (self.config, c, self.out_dir, link))
                         for c in self.config.cameras}
         self._ctx = mp.get_context("spawn")  # no forked copies of threads, CUDA or open connections
 
@@ -112,6 +114,10 @@ class Service:
             state = {}
         return _add_supervision(state, self.segmenter)
 
+    def _child(self, label: str, target: Callable[..., None], args: tuple) -> _Child:
+        error_path = self._private_dir / f"{safe_name(label)}.error"
+        return _Child(label, _child_main, (label, error_path, target, *args), error_path=error_path)
+
     def children(self) -> list[_Child]:
         return ([self.segmenter] if self.segmenter is not None else []) + list(self.workers.values())
 
@@ -120,7 +126,11 @@ class Service:
         for child in self.children():
             process = child.process
             if process is not None and not process.is_alive():
-                child.last_exit = f"process exited with code {process.exitcode}"
+                error = _read_text(child.error_path) if process.exitcode == CONFIG_ERROR_EXIT else None
+                if error and child.restarts == 0:  # at startup: a configuration a restart cannot fix
+                    self.fatal = f"{child.label}: {error}"
+                    self.stop_event.set()
+                child.last_exit = error or f"process exited with code {process.exitcode}"
                 log.warning("%s: %s; restarting", child.label, child.last_exit)
                 delay = min(self.config.service.restart_backoff_max_s, 2.0 ** min(child.restarts, 10))
                 child.next_start = now + delay * (1 + 0.2 * random.random())
@@ -137,7 +147,7 @@ class Service:
         _stop(cameras, timeout)
         if self.segmenter is not None:
             _stop([self.segmenter], timeout)
-            shutil.rmtree(self._socket_dir, ignore_errors=True)
+        shutil.rmtree(self._private_dir, ignore_errors=True)
 
 
 def _add_supervision(state: dict, child: _Child) -> dict:
@@ -161,14 +171,25 @@ def _stop(children: list[_Child], timeout: float) -> None:
                 child.process.join()
 
 
-def _worker_main(config: AppConfig, camera: LiveCameraConfig, out_dir: Path, link: SegmenterLink | None) -> None:
-    logging.basicConfig(level=logging.INFO, format=f"%(asctime)s {camera.name} %(levelname)s %(message)s")
-    run_camera(config, camera, out_dir, link)
+CONFIG_ERROR_EXIT = 2  # a child's exit code for an InputError: bad weights, an unknown class, ...
 
 
-def _segmenter_main(*args: object) -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s segmenter %(levelname)s %(message)s")
-    run_segmenter_process(*args)
+def _child_main(label: str, error_path: Path, target: Callable[..., None], *args: object) -> None:
+    """A child process: its log lines name it; an :class:`InputError` is written for the supervisor, not a traceback."""
+    logging.basicConfig(level=logging.INFO, format=f"%(asctime)s {label} %(levelname)s %(message)s")
+    try:
+        target(*args)
+    except InputError as exc:
+        log.error("%s", exc)
+        error_path.write_text(str(exc))
+        raise SystemExit(CONFIG_ERROR_EXIT) from None
+
+
+def _read_text(path: Path | None) -> str | None:
+    try:
+        return path.read_text().strip() if path is not None else None
+    except OSError:
+        return None
 
 
 class _Collector:
@@ -261,8 +282,6 @@ def serve(config: AppConfig, out_dir: Path) -> int:
     from analytics.delivery import Sender, pending_count, webhook_channels
 
     if not config.cameras:
-        from segmenter.errors import InputError
-
         raise InputError("no cameras configured: add a 'cameras:' list (name, source) to the config")
     out_dir.mkdir(parents=True, exist_ok=True)
     service = Service(config, out_dir)
@@ -314,4 +333,6 @@ def serve(config: AppConfig, out_dir: Path) -> int:
             for name in service.workers:
                 mqtt.camera_status(name, False)
             mqtt.close()
+    if service.fatal is not None:
+        raise InputError(service.fatal)
     return 0

@@ -294,3 +294,28 @@ def test_two_cameras_share_one_segmenter_process_that_is_restarted_when_killed(t
     with make_engine(f"sqlite:///{tmp_path / 'out' / 'maskwatch.db'}").connect() as conn:
         rows = list(conn.execute(select(runs.c.status, runs.c.frames)))
     assert len(rows) == 2 and all(r.status == "finished" and r.frames > 8 for r in rows)
+
+
+MISSING_WEIGHTS = "Mask R-CNN weights not found: {tmp}/no-such-model.pth (segmenter.maskrcnn.weights takes a .pth " \
+    "checkpoint, DEFAULT for torchvision's COCO weights, or none)"
+
+
+@pytest.mark.parametrize(("mode", "video", "error"), [
+    ("shared", True, "shared segmenter: " + MISSING_WEIGHTS),
+    ("per_camera", True, "camera gate: " + MISSING_WEIGHTS),
+    ("shared", False, "camera gate: live source not found: {tmp}/gate.mp4 (not a URL, a device index or a video file)"),
+])
+def test_a_configuration_error_at_startup_stops_the_service_with_one_line(tmp_path, mode, video, error):
+    """Bad weights or a camera file that is not there: restarting cannot help, so the service exits 2 saying why."""
+    if video:
+        render_scene(tmp_path / "gate.mp4", frames=5)
+    config = {
+        "segmenter": {"name": "maskrcnn", "maskrcnn": {"weights": str(tmp_path / "no-such-model.pth")}},
+        "cameras": [{"name": "gate", "source": str(tmp_path / "gate.mp4"), "loop": True}],
+        "service": {"listen": f"127.0.0.1:{free_port()}", "segmenter": mode},
+    }
+    proc = start_service(config, tmp_path)
+    stdout, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 2
+    assert stderr.strip().splitlines()[-1] == "maskwatch: error: " + error.format(tmp=tmp_path)
+    assert "Traceback" not in stderr
