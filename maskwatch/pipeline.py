@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from contextlib import nullcontext
+from contextlib import closing, nullcontext
 from pathlib import Path
 
 from rich.console import Console
@@ -17,7 +17,7 @@ from maskwatch.config import AppConfig, SegmenterSection
 from maskwatch.live import redact_url
 from maskwatch.outputs import RunOutputs
 from maskwatch.render import VideoRenderer
-from maskwatch.sources import Frame, FrameSource, read_ahead
+from maskwatch.sources import Frame, FramePool, FrameSource, read_ahead
 from segmenter.detections import Segmenter
 from segmenter.errors import InputError
 from tracker.tracker import MaskTracker, TrackObservation
@@ -126,6 +126,11 @@ def run_pipeline(
     outputs = RunOutputs(out_dir, image_size, source.fps, parquet=config.output.parquet)
     renderer = VideoRenderer(out_dir / "annotated.mp4", source.fps, image_size) if render or config.output.render else None
     batch_size = config.segmenter.maskrcnn.batch_size if config.segmenter.name == "maskrcnn" else 8
+    # Mask R-CNN gets two batches per call, so it can upload one to the GPU while it computes the other
+    per_call = 2 * batch_size if config.segmenter.name == "maskrcnn" else batch_size
+    depth = 2 * batch_size
+    # enough buffers for the frames of one call, those decoded ahead of it and the one being decoded
+    pool = FramePool(per_call + depth + 1, (source.height, source.width, 3), getattr(segmenter, "host_frame", None))
     total = min(x for x in (source.frame_count, max_frames) if x) if (source.frame_count or max_frames) else None
 
     pending: dict[int, list[TrackObservation]] = {}
@@ -138,9 +143,9 @@ def run_pipeline(
 
     progress = _progress(console) if show_progress else nullcontext()
     try:
-        with progress:
+        with progress, closing(read_ahead(source.frames(pool), depth, pool)) as frames:
             task = progress.add_task(source.path.name, total=total, fps=0.0) if show_progress else None
-            for batch in _batches(read_ahead(iter(source), 2 * batch_size), batch_size, max_frames):
+            for batch in _batches(frames, per_call, max_frames):
                 for frame, detections in zip(batch, segmenter.segment([f.image for f in batch])):
                     result = tracker.update(detections)
                     pending.setdefault(frame.index, []).extend(result.tracks)
@@ -153,6 +158,7 @@ def run_pipeline(
                         renderer.write(frame.image, result.tracks, config.camera, analyzer.zones.regions)
                     flush(frame.index - delay)
                     frames_done += 1
+                pool.release(f.image for f in batch)  # nothing holds on to a frame's image past its batch
                 if task is not None:
                     elapsed = time.perf_counter() - started
                     progress.update(task, completed=frames_done, fps=frames_done / elapsed if elapsed else 0.0)
@@ -163,9 +169,9 @@ def run_pipeline(
     finally:
         flush(frames_done - 1)  # a frame interrupted mid-way is not counted, so not written either
         last = max(frames_done - 1, 0)
-        closing = analyzer.close(last, started_ts + last / source.fps, last / source.fps)
-        outputs.write_events(closing.events)
-        _store_write(store, run_id, closing)
+        final = analyzer.close(last, started_ts + last / source.fps, last / source.fps)
+        outputs.write_events(final.events)
+        _store_write(store, run_id, final)
         status = "interrupted" if interrupted else "failed" if error is not None else "finished"
         store.end_run(run_id, frames=frames_done, status=status, ended_ts=time.time())
         store.close()

@@ -12,7 +12,7 @@ os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")  # FFmpeg's own stderr cha
 
 import queue
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -69,18 +69,29 @@ class FrameSource:
         return image
 
     def __iter__(self) -> Iterator[Frame]:
+        return self.frames()
+
+    def frames(self, pool: FramePool | None = None) -> Iterator[Frame]:
+        """The frames in order; with a ``pool``, each is decoded into one of its buffers.
+
+        The consumer hands a pooled frame's image back with :meth:`FramePool.release`
+        once it no longer needs it.
+        """
         if self.images:
             for i, path in enumerate(self.images):
                 image = self._read_image(path)
                 if image.shape[:2] != (self.height, self.width):
                     raise InputError(f"image {path} is {image.shape[1]}x{image.shape[0]}, expected {self.width}x{self.height}")
-                yield Frame(i, i / self.fps, image)
+                yield Frame(i, i / self.fps, image if pool is None else pool.copy(image))
             return
         capture = self._open_video()
         try:
             index = 0
             while True:
-                ok, image = capture.read()
+                buffer = pool.acquire() if pool is not None else None
+                ok, image = capture.read(buffer)  # into the buffer when its shape fits, else into a new array
+                if pool is not None and not (ok and image is buffer):
+                    pool.release([buffer])  # not handed out: the end of the video, or a frame of another size
                 if not ok:
                     break
                 yield Frame(index, index / self.fps, image)
@@ -91,34 +102,95 @@ class FrameSource:
             raise InputError(f"cannot decode any frame of {self.path}")
 
 
+class PoolClosed(Exception):
+    """Raised in a decoder waiting for a buffer of a pool whose consumer has stopped."""
+
+
+class FramePool:
+    """A bounded set of reusable frame buffers: the decoder takes them, the consumer gives them back.
+
+    Decoding into buffers that already exist saves allocating (and page-faulting
+    in) a new array for every frame; when the segmenter allocates them
+    (``allocate``: Mask R-CNN on CUDA gives pinned memory), its upload to the GPU
+    needs no staging copy either. The decoder waits while all ``size`` buffers are
+    in use, so the pool bounds memory however far ahead decoding runs; buffers are
+    allocated on first need, so a short clip never allocates them all.
+    """
+
+    def __init__(
+        self, size: int, shape: tuple[int, ...], allocate: Callable[[tuple[int, ...]], np.ndarray] | None = None
+    ) -> None:
+        self.size, self.shape = size, shape
+        self._allocate = allocate or (lambda shape: np.empty(shape, np.uint8))
+        self._owned: dict[int, np.ndarray] = {}  # by id(); holding them keeps the ids unique
+        self._free: list[np.ndarray] = []
+        self._closed = False
+        self._changed = threading.Condition()
+
+    def acquire(self) -> np.ndarray:
+        """A free buffer; waits while all are in use. :class:`PoolClosed` once :meth:`close` was called."""
+        with self._changed:
+            self._changed.wait_for(lambda: self._closed or self._free or len(self._owned) < self.size)
+            if self._closed:
+                raise PoolClosed
+            if self._free:
+                return self._free.pop()
+            buffer = self._allocate(self.shape)
+            self._owned[id(buffer)] = buffer
+            return buffer
+
+    def copy(self, image: np.ndarray) -> np.ndarray:
+        """``image`` copied into a free buffer (for decoders that cannot write into one)."""
+        buffer = self.acquire()
+        np.copyto(buffer, image)
+        return buffer
+
+    def release(self, images: Iterable[np.ndarray]) -> None:
+        """Hand buffers back for reuse; arrays not from this pool (a frame OpenCV had to reallocate) are ignored."""
+        with self._changed:
+            self._free.extend(image for image in images if self._owned.get(id(image)) is image)
+            self._changed.notify_all()
+
+    def close(self) -> None:
+        """Wake and stop a decoder waiting for a buffer: nobody will release one any more."""
+        with self._changed:
+            self._closed = True
+            self._changed.notify_all()
+
+
 _DONE = object()
 
 
-def read_ahead(frames: Iterator[Frame], depth: int) -> Iterator[Frame]:
+def read_ahead(frames: Iterator[Frame], depth: int, pool: FramePool | None = None) -> Iterator[Frame]:
     """Decode on a thread of its own, up to ``depth`` frames ahead of the consumer.
 
     OpenCV releases the GIL while decoding, so the next frames are decoded while
     the current batch is segmented. Errors (a corrupt image mid-folder) reach the
     consumer in order, after the frames read before them. Closing the generator
-    early stops the thread.
+    early stops the thread, also when it waits for a free buffer of ``pool`` (the
+    pool ``frames`` decodes into), which is therefore closed with it.
     """
     buffer: queue.Queue = queue.Queue(maxsize=max(depth, 1))
     stop = threading.Event()
 
+    def offer(item: object) -> None:
+        """Queue ``item`` unless the consumer stops first (then nobody would ever take it)."""
+        while not stop.is_set():
+            try:
+                buffer.put(item, timeout=0.1)
+                return
+            except queue.Full:
+                continue
+
     def produce() -> None:
         try:
             for frame in frames:
-                while not stop.is_set():
-                    try:
-                        buffer.put(frame, timeout=0.1)
-                        break
-                    except queue.Full:
-                        continue
+                offer(frame)
                 if stop.is_set():
                     return
-            buffer.put(_DONE)
+            offer(_DONE)
         except BaseException as exc:  # handed to the consumer, which raises it in its own thread
-            buffer.put(exc)
+            offer(exc)
 
     thread = threading.Thread(target=produce, name="decode", daemon=True)
     thread.start()
@@ -132,3 +204,5 @@ def read_ahead(frames: Iterator[Frame], depth: int) -> Iterator[Frame]:
             yield item
     finally:
         stop.set()
+        if pool is not None:
+            pool.close()

@@ -18,7 +18,7 @@ another segmenter must not cost the two seconds of importing torch.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -119,16 +119,70 @@ class MaskRCNNSegmenter:
         self._names = np.array(self.class_names, dtype=object)
         keep = _class_keep(self.class_names, self.config.classes)
         self._keep = None if keep is None else torch.from_numpy(keep).to(self.device)
+        self._host_frames: dict[int, torch.Tensor] = {}  # pinned buffers handed out by host_frame, by address
+        self._copy_stream = torch.cuda.Stream(self.device) if self.device.type == "cuda" else None
+
+    def host_frame(self, shape: tuple[int, ...]) -> np.ndarray:
+        """An uninitialised uint8 array to decode a frame into, kept for reuse by the caller.
+
+        On CUDA it is pinned memory that :meth:`segment` recognises and uploads as
+        it is, without the staging copy an ordinary array needs; the segmenter keeps
+        it allocated for as long as it lives.
+        """
+        import torch
+
+        if self.device.type != "cuda":
+            return np.empty(shape, np.uint8)
+        buffer = torch.empty(shape, dtype=torch.uint8, pin_memory=True)
+        self._host_frames[buffer.data_ptr()] = buffer
+        return buffer.numpy()
 
     def segment(self, frames: Sequence[np.ndarray]) -> list[Detections]:
-        """One :class:`Detections` per BGR uint8 frame, run ``batch_size`` frames at a time."""
-        size = self.config.batch_size
-        return [
-            det for start in range(0, len(frames), size) for det in self._segment_batch(frames[start : start + size])
-        ]
+        """One :class:`Detections` per BGR uint8 frame, run ``batch_size`` frames at a time.
 
-    def _segment_batch(self, frames: Sequence[np.ndarray]) -> list[Detections]:
-        """One forward pass over ``frames``; masks are pasted only inside their boxes, on the device.
+        On CUDA each batch is uploaded while the one before it computes, so give it
+        several batches per call. The frames may be overwritten once this returns.
+        """
+        size = self.config.batch_size
+        batches = [frames[start : start + size] for start in range(0, len(frames), size)]
+        if self._copy_stream is None:
+            return [det for batch in batches for det in self._segment_batch(_upload(batch, self.device))]
+        return self._segment_overlapped(batches)
+
+    def _segment_overlapped(self, batches: list[Sequence[np.ndarray]]) -> list[Detections]:
+        """Batch k + 1 is copied to the GPU on the copy stream while batch k computes on the current stream."""
+        import torch
+
+        if not batches:
+            return []
+        compute = torch.cuda.current_stream(self.device)
+        results: list[Detections] = []
+        upload = self._copy(batches[0])
+        try:
+            for k in range(len(batches)):
+                frames, copied = upload
+                if k + 1 < len(batches):
+                    upload = self._copy(batches[k + 1])  # queued before batch k's work, so the two overlap
+                compute.wait_event(copied)
+                for frame in frames:  # allocated on the copy stream: its memory is not reused before batch k is done
+                    frame.record_stream(compute)
+                results.extend(self._segment_batch([_model_input(frame) for frame in frames]))
+        finally:
+            self._copy_stream.synchronize()  # no copy left in flight: the caller may refill the frames
+        return results
+
+    def _copy(self, frames: Sequence[np.ndarray]) -> tuple[list[torch.Tensor], torch.cuda.Event]:
+        """``frames`` as uint8 tensors on the GPU, copied on the copy stream, and the event that marks them there."""
+        import torch
+
+        with torch.cuda.stream(self._copy_stream):
+            tensors = _to_device(frames, self.device, self._host_frames)
+            copied = torch.cuda.Event()
+            copied.record(self._copy_stream)
+        return tensors, copied
+
+    def _segment_batch(self, images: list[torch.Tensor]) -> list[Detections]:
+        """One forward pass over ``images`` (RGB float, on the device); masks are pasted only inside their boxes.
 
         torchvision's own postprocess pastes every instance into a full-frame
         probability map, one at a time (50 instances at 1080p: 400 MB written and
@@ -141,8 +195,7 @@ class MaskRCNNSegmenter:
         from segmenter.roi_inference import detect
 
         model = self.model
-        images = _upload(frames, self.device)
-        original_sizes = [(int(f.shape[0]), int(f.shape[1])) for f in frames]
+        original_sizes = [(int(image.shape[-2]), int(image.shape[-1])) for image in images]
         on_cuda = self.device.type == "cuda"
         with torch.inference_mode(), torch.autocast("cuda", dtype=torch.float16, enabled=on_cuda):
             batch, _ = model.transform(images)
@@ -355,15 +408,24 @@ def _class_keep(names: list[str], wanted: list[str] | None) -> np.ndarray | None
     return np.isin(np.array(names, dtype=object), wanted) & (np.arange(len(names)) > 0)
 
 
-_PINNED: dict[tuple, torch.Tensor] = {}  # staging buffers by (shape, slot in batch): pinning costs more than copying
+# staging buffers by (shape, slot in batch), each with the event of its last copy: pinning costs more than copying
+_PINNED: dict[tuple, tuple[torch.Tensor, torch.cuda.Event]] = {}
 
 
 def _upload(frames: Sequence[np.ndarray], device: torch.device) -> list[torch.Tensor]:
-    """BGR uint8 frames → RGB float (3, H, W) tensors in [0, 1] on ``device``.
+    """BGR uint8 frames → RGB float (3, H, W) tensors in [0, 1] on ``device``."""
+    return [_model_input(frame) for frame in _to_device(frames, device, {})]
+
+
+def _to_device(
+    frames: Sequence[np.ndarray], device: torch.device, pinned: Mapping[int, torch.Tensor]
+) -> list[torch.Tensor]:
+    """BGR uint8 frames → uint8 (H, W, 3) tensors on ``device``, copied on its current stream.
 
     Frames travel as uint8 (4x smaller than float) and are converted there. On a
-    GPU they go through a reused pinned buffer, so the copy is a DMA transfer
-    that does not block the host.
+    GPU the copy is a DMA transfer from pinned memory that does not block the
+    host: straight from the frame when it is one of the ``pinned`` buffers (by
+    address), else through a staging buffer.
     """
     import torch
 
@@ -371,12 +433,39 @@ def _upload(frames: Sequence[np.ndarray], device: torch.device) -> list[torch.Te
         if frame.ndim != 3 or frame.shape[2] != 3 or frame.dtype != np.uint8:
             raise ValueError(f"expected a BGR uint8 frame of shape (H, W, 3), got {frame.dtype} {frame.shape}")
     if device.type != "cuda":
-        return [torch.from_numpy(np.ascontiguousarray(f)).flip(-1).permute(2, 0, 1).float().div_(255) for f in frames]
+        return [torch.from_numpy(np.ascontiguousarray(f)) for f in frames]
     out = []
-    for slot, frame in enumerate(frames):  # a slot each: a buffer is not refilled while its copy may be in flight
-        staging = _PINNED.get((frame.shape, slot))
-        if staging is None:
-            staging = _PINNED[(frame.shape, slot)] = torch.empty(frame.shape, dtype=torch.uint8).pin_memory()
-        staging.numpy()[...] = frame
-        out.append(staging.to(device, non_blocking=True).flip(-1).permute(2, 0, 1).float().div_(255))
+    for slot, frame in enumerate(frames):
+        own = pinned.get(frame.ctypes.data)
+        if own is not None and own.shape == frame.shape and frame.flags.c_contiguous:
+            out.append(own.to(device, non_blocking=True))
+        else:
+            out.append(_staged_copy(frame, slot, device))
     return out
+
+
+def _staged_copy(frame: np.ndarray, slot: int, device: torch.device) -> torch.Tensor:
+    """``frame`` copied to ``device`` through the pinned staging buffer of its slot.
+
+    The buffer's previous copy may still be in flight (another batch uploads while
+    this one computes), so it is waited for before the buffer is refilled.
+    """
+    import torch
+
+    key = (frame.shape, slot)
+    if key in _PINNED:
+        staging, copied = _PINNED[key]
+        copied.synchronize()
+    else:
+        staging = torch.empty(frame.shape, dtype=torch.uint8).pin_memory()
+    staging.numpy()[...] = frame
+    tensor = staging.to(device, non_blocking=True)
+    copied = torch.cuda.Event()
+    copied.record(torch.cuda.current_stream(device))
+    _PINNED[key] = (staging, copied)
+    return tensor
+
+
+def _model_input(frame: torch.Tensor) -> torch.Tensor:
+    """A uint8 BGR (H, W, 3) tensor → RGB float (3, H, W) in [0, 1], on its device."""
+    return frame.flip(-1).permute(2, 0, 1).float().div_(255)

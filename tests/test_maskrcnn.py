@@ -17,11 +17,13 @@ from torchvision.models.detection import (
     maskrcnn_resnet50_fpn_v2,
 )
 
+from segmenter import maskrcnn
 from segmenter.errors import InputError
 from segmenter.maskrcnn import MaskRCNNConfig, MaskRCNNSegmenter, paste_crops, resolve_device
 from segmenter.masks import CropMask, mask_iou
 
 SMALL = {"min_size": 128, "max_size": 160, "score_threshold": 0.0, "max_detections": 5}
+cuda_only = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 
 
 def small_config(**overrides) -> MaskRCNNConfig:
@@ -35,6 +37,15 @@ def drawn_image(seed: int = 0) -> np.ndarray:
     image[20:70, 15:60] = (40, 200, 40)
     image[60:110, 90:150] = (30, 30, 220)
     return image
+
+
+def assert_same_detections(a, b) -> None:
+    """The same instances up to float noise (sums differ with batch size and between CUDA kernels)."""
+    assert len(a) == len(b)
+    np.testing.assert_array_equal(a.class_ids, b.class_ids)
+    np.testing.assert_allclose(a.boxes, b.boxes, atol=0.05)
+    np.testing.assert_allclose(a.scores, b.scores, atol=1e-4)
+    assert all(mask_iou(m, n) > 0.98 for m, n in zip(a.masks, b.masks))
 
 
 def untrained_state(builder, num_classes: int) -> dict:
@@ -91,13 +102,71 @@ def test_batches_give_one_result_per_frame_and_match_single_frames(segmenter):
     frames = [drawn_image(0), drawn_image(1), drawn_image(2)]
     batched = segmenter.segment(frames)  # batch_size=2: two forward passes
     assert len(batched) == 3
-    alone = segmenter.segment([frames[2]])[0]
-    assert len(alone) == len(batched[2])
-    np.testing.assert_array_equal(alone.class_ids, batched[2].class_ids)
-    np.testing.assert_allclose(alone.boxes, batched[2].boxes, atol=0.05)  # float sums differ with batch size
-    np.testing.assert_allclose(alone.scores, batched[2].scores, atol=1e-4)
-    assert all(mask_iou(a, b) > 0.98 for a, b in zip(alone.masks, batched[2].masks))
+    assert_same_detections(segmenter.segment([frames[2]])[0], batched[2])
     assert segmenter.segment([]) == []
+
+
+def host_frames(segmenter: MaskRCNNSegmenter, images: list[np.ndarray]) -> list[np.ndarray]:
+    """``images`` copied into buffers from ``segmenter.host_frame``, as the pipeline decodes into them."""
+    buffers = [segmenter.host_frame(image.shape) for image in images]
+    for buffer, image in zip(buffers, images):
+        assert buffer.shape == image.shape and buffer.dtype == np.uint8
+        buffer[...] = image
+    return buffers
+
+
+def test_frames_in_host_frame_buffers_segment_like_any_frame(segmenter):
+    images = [drawn_image(i) for i in range(3)]
+    for hosted, plain in zip(segmenter.segment(host_frames(segmenter, images)), segmenter.segment(images)):
+        assert_same_detections(hosted, plain)
+
+
+@pytest.fixture(scope="module")
+def cuda_segmenter() -> MaskRCNNSegmenter:
+    torch.manual_seed(0)
+    return MaskRCNNSegmenter(small_config(batch_size=2, device="cuda"))
+
+
+@cuda_only
+def test_overlapped_uploads_give_the_detections_of_one_batch_at_a_time(cuda_segmenter, monkeypatch):
+    seg = cuda_segmenter
+    images = [drawn_image(i) for i in range(7)]  # four batches, the last one short
+    alone = [det for start in range(0, 7, 2) for det in seg.segment(images[start : start + 2])]
+    staged = seg.segment(images)  # staging buffers refilled while the batch before may still be copied from them
+    pinned = host_frames(seg, images)
+    assert all(torch.from_numpy(buffer).is_pinned() for buffer in pinned)
+
+    def staged_copy(*args):
+        raise AssertionError("a host_frame buffer went through a staging buffer")
+
+    monkeypatch.setattr(maskrcnn, "_staged_copy", staged_copy)
+    direct = seg.segment(pinned)
+    assert len(alone) == len(staged) == len(direct) == 7
+    for reference, a, b in zip(alone, staged, direct):
+        assert_same_detections(reference, a)
+        assert_same_detections(reference, b)
+
+
+@cuda_only
+def test_each_batch_is_uploaded_on_the_copy_stream_before_the_batch_before_it_computes(cuda_segmenter, monkeypatch):
+    seg = cuda_segmenter
+    compute = torch.cuda.current_stream(seg.device).cuda_stream
+    order = []
+    to_device, segment_batch = maskrcnn._to_device, seg._segment_batch
+
+    def copy(frames, device, pinned):
+        assert torch.cuda.current_stream(device).cuda_stream != compute
+        order.append("copy")
+        return to_device(frames, device, pinned)
+
+    def forward(images):
+        order.append("compute")
+        return segment_batch(images)
+
+    monkeypatch.setattr(maskrcnn, "_to_device", copy)
+    monkeypatch.setattr(seg, "_segment_batch", forward)
+    assert len(seg.segment([drawn_image(i) for i in range(5)])) == 5
+    assert order == ["copy", "copy", "compute", "copy", "compute", "compute"]
 
 
 def test_paste_crops_equal_torchvisions_full_frame_paste():

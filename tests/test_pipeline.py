@@ -6,14 +6,20 @@ import json
 import signal
 import subprocess
 import sys
+import threading
 import time
 
+import numpy as np
 import pandas as pd
 import pytest
 import yaml
 from pycocotools import mask as mask_utils
 
+from maskwatch.config import AppConfig
+from maskwatch.pipeline import run_pipeline
+from maskwatch.sources import FrameSource
 from maskwatch.synthetic import demo_config, render_scene
+from segmenter.motion import MotionSegmenter
 from tracker.evaluate import evaluate_mots
 
 
@@ -163,3 +169,55 @@ def test_line_counts_zone_events_and_store_match_the_scene(scene, run_output):
     assert ((without.kind == "zone_exit") & (without.frame == last_frame)).all()
     for snapshot in events.snapshot.dropna():
         assert (out / "snapshots" / snapshot).stat().st_size > 500
+
+
+def outputs_of(out) -> dict:
+    """What a run wrote, less what differs from run to run (times, event ids, paths)."""
+    summary = json.loads((out / "summary.json").read_text())
+    events = pd.read_csv(out / "events.csv")
+    snapshots = [(out / "snapshots" / name).read_bytes() for name in events.snapshot.dropna()]
+    return {
+        "summary": {k: v for k, v in summary.items() if k not in ("elapsed_s", "processing_fps", "store", "files")},
+        "tracks": (out / "tracks.csv").read_text(),
+        "observations": (out / "observations.csv").read_text(),
+        "events": events.drop(columns=["id", "ts", "snapshot"]).to_csv(),
+        "snapshots": snapshots,
+    }
+
+
+def test_decoding_into_reused_buffers_changes_no_output(scene, tmp_path, monkeypatch):
+    """The segmenter, tracker and snapshots see the very pixels they saw when every frame had an array of its own."""
+    video, _, config_path = scene
+    config = AppConfig.model_validate(yaml.safe_load(config_path.read_text()))
+    with monkeypatch.context() as patch:
+        unpooled = FrameSource.frames
+        patch.setattr(FrameSource, "frames", lambda self, pool=None: unpooled(self))
+        run_pipeline(video, config, tmp_path / "fresh", show_progress=False)
+
+    allocated: list[np.ndarray] = []
+    segment = MotionSegmenter.segment
+
+    def host_frame(self, shape):
+        allocated.append(np.empty(shape, np.uint8))
+        return allocated[-1]
+
+    def pooled_segment(self, frames):
+        assert all(any(frame is buffer for buffer in allocated) for frame in frames)
+        return segment(self, frames)
+
+    monkeypatch.setattr(MotionSegmenter, "host_frame", host_frame, raising=False)  # the pool's allocator, if offered
+    monkeypatch.setattr(MotionSegmenter, "segment", pooled_segment)
+    summary = run_pipeline(video, config, tmp_path / "pooled", show_progress=False)
+    assert summary["frames"] == 170 and summary["objects_tracked"] == 9
+    assert len(allocated) <= 8 + 16 + 1  # one call's frames, those decoded ahead of it, the one being decoded
+    assert outputs_of(tmp_path / "pooled") == outputs_of(tmp_path / "fresh")
+
+
+def test_a_run_stopped_early_leaves_no_decoder_waiting(scene, tmp_path):
+    video, _, config_path = scene
+    config = AppConfig.model_validate(yaml.safe_load(config_path.read_text()))
+    assert run_pipeline(video, config, tmp_path, max_frames=10, show_progress=False)["frames"] == 10
+    for thread in threading.enumerate():
+        if thread.name == "decode":
+            thread.join(timeout=2)
+    assert not any(thread.name == "decode" for thread in threading.enumerate())
