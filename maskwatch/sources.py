@@ -168,7 +168,8 @@ def read_ahead(frames: Iterator[Frame], depth: int, pool: FramePool | None = Non
     the current batch is segmented. Errors (a corrupt image mid-folder) reach the
     consumer in order, after the frames read before them. Closing the generator
     early stops the thread, also when it waits for a free buffer of ``pool`` (the
-    pool ``frames`` decodes into), which is therefore closed with it.
+    pool ``frames`` decodes into, therefore closed with it), and waits until the
+    thread has released the source.
     """
     buffer: queue.Queue = queue.Queue(maxsize=max(depth, 1))
     stop = threading.Event()
@@ -191,6 +192,10 @@ def read_ahead(frames: Iterator[Frame], depth: int, pool: FramePool | None = Non
             offer(_DONE)
         except BaseException as exc:  # handed to the consumer, which raises it in its own thread
             offer(exc)
+        finally:  # release the decoder here and now: a VideoCapture left to the interpreter's exit can abort it
+            close = getattr(frames, "close", None)
+            if close is not None:
+                close()
 
     thread = threading.Thread(target=produce, name="decode", daemon=True)
     thread.start()
@@ -206,3 +211,4 @@ def read_ahead(frames: Iterator[Frame], depth: int, pool: FramePool | None = Non
         stop.set()
         if pool is not None:
             pool.close()
+        thread.join()  # within a frame's decode: it checks ``stop`` between frames, and a closed pool wakes it

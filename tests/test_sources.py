@@ -149,3 +149,20 @@ def test_buffers_that_are_not_the_pools_are_not_taken_back():
     pool.release([own])
     pool.release([np.empty((2, 2, 3), np.uint8), own.copy()])  # e.g. a frame OpenCV decoded into a new array
     assert pool.acquire() is own
+
+
+def test_stopping_early_releases_the_source_in_the_decode_thread_before_returning():
+    """A VideoCapture left for the interpreter's exit to destroy can abort the process ("terminate called ...")."""
+    released = []
+
+    def frames():
+        try:
+            for i in range(100):
+                yield Frame(i, i / 10, np.zeros((2, 2, 3), np.uint8))
+        finally:
+            released.append(threading.current_thread().name)
+
+    reader = read_ahead(frames(), 2)
+    assert next(reader).index == 0
+    reader.close()
+    assert released == ["decode"]
