@@ -25,3 +25,11 @@ def test_analytics_bench_prints_each_configuration():
     out = run_script("bench/analytics_speed.py", "--frames", "10", "--objects", "10", "--zones", "3")
     for label in ("sizes every frame", "sizes every 5th frame", "zones/lines/counts", "reference: full-frame"):
         assert re.search(re.escape(label) + r".*[\d.]+ ms/frame", out), label
+
+
+def test_shared_segmenter_bench_compares_both_modes_on_cpu():
+    out = run_script("bench/shared_segmenter.py", "--smoke")
+    assert "device: CPU" in out and "2 cameras" in out
+    assert re.search(r"per camera: +[\d.]+ frames/s in total, memory \d+ MB resident", out)
+    shared = re.search(r"shared: +[\d.]+ frames/s in total \([\d.]+x per camera\), mean batch ([\d.]+), memory \d+ MB", out)
+    assert shared and 1.0 <= float(shared.group(1)) <= 2.0
