@@ -72,7 +72,7 @@ def run(mode: str, cameras: int, config: MaskRCNNConfig, frames: list[np.ndarray
     ready, start, results = ctx.Semaphore(0), ctx.Event(), ctx.Queue()
     server, link, status = None, None, tmp / f"{mode}-status.json"
     if mode == "shared":
-        link = SegmenterLink(str(tmp / "seg.sock"), os.urandom(16), timeout_s=600)
+        link = SegmenterLink(str(tmp / "seg.sock"), timeout_s=600)
         section = SegmenterSection(name="maskrcnn", maskrcnn=config)
         server = ctx.Process(target=run_segmenter_process, args=(section, link, config.batch_size, 0.02, status))
         server.start()

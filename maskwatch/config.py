@@ -68,7 +68,10 @@ class ServiceSection(BaseModel):
         20.0, ge=0, description="Shared segmenter: longest wait for other cameras' frames to fill a batch."
     )
     segmenter_timeout_s: float = Field(
-        30.0, gt=0, description="Shared segmenter: a camera skips its frame when no answer comes in this time."
+        30.0,
+        gt=0,
+        description="Shared segmenter: a camera skips its frame when no answer comes in this time, and a segmenter "
+        "that makes no progress for this long (a hung driver) is killed and restarted. Above the slowest batch.",
     )
 
     def shared_segmenter(self, segmenter: SegmenterName) -> bool:

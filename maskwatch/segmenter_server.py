@@ -6,8 +6,8 @@ cameras. Camera workers stay separate processes, each its own failure domain;
 each hands its latest frame to the segmenter process and waits for that
 frame's :class:`Detections`.
 
-Transport: a Unix socket (``multiprocessing.connection``, authenticated) for
-the small messages, and one shared-memory block per worker for the frame, so
+Transport: a Unix socket (``multiprocessing.connection``) for the small
+messages, and one shared-memory block per worker for the frame, so
 a 1080p frame is written once by the worker and read in place by the
 segmenter instead of being pickled through the socket. Each worker has at
 most one frame in flight, so the segmenter batches across workers: it takes
@@ -18,6 +18,12 @@ The segmenter process may die (a driver fault, out of GPU memory); the
 service restarts it. Workers then get :class:`SegmenterUnavailable` at once
 (or after ``timeout_s`` if it hangs), skip frames while it is away and
 reconnect by themselves; their tracks, zones and alarm state are untouched.
+
+Access control is the socket's folder, private to the service's user (0700).
+There is deliberately no authkey handshake: its connect cannot time out, so a
+worker connecting to a hung segmenter would hang with it, while a plain
+connect to a listening Unix socket returns at once and the request's answer
+is waited for with ``timeout_s``.
 """
 
 from __future__ import annotations
@@ -50,8 +56,7 @@ class SegmenterUnavailable(Exception):
 class SegmenterLink:
     """Where the service's segmenter listens: passed to the segmenter process and to every camera worker."""
 
-    address: str  # a Unix socket path in a private (0700) temporary folder
-    authkey: bytes
+    address: str  # a Unix socket path in a private (0700) folder
     timeout_s: float = 30.0
 
 
@@ -91,7 +96,7 @@ class RemoteSegmenter:
     def _connect(self) -> Connection:
         if self._conn is None:
             try:
-                self._conn = Client(self.link.address, family="AF_UNIX", authkey=self.link.authkey)
+                self._conn = Client(self.link.address, family="AF_UNIX")
             except (OSError, EOFError) as exc:  # not started yet, restarting, or gone
                 raise SegmenterUnavailable(f"shared segmenter not reachable ({type(exc).__name__})") from None
         return self._conn
@@ -175,7 +180,8 @@ class SegmenterServer:
     def __init__(self, segmenter: Any, link: SegmenterLink, batch_size: int, batch_wait_s: float) -> None:
         self.segmenter, self.batch_size, self.batch_wait_s = segmenter, batch_size, batch_wait_s
         Path(link.address).unlink(missing_ok=True)  # left behind by a predecessor that was killed
-        self.listener = Listener(link.address, family="AF_UNIX", authkey=link.authkey)
+        # a backlog for every camera: a connect to a full backlog would block until the segmenter accepts
+        self.listener = Listener(link.address, family="AF_UNIX", backlog=128)
         self.peers: list[_Peer] = []
         self._pending: dict[_Peer, np.ndarray] = {}
         self.stats = BatchStats()
@@ -187,10 +193,11 @@ class SegmenterServer:
         while True:
             try:
                 conn = self.listener.accept()
-            except Exception as exc:  # a peer without the key, one that hung up mid-handshake, or close()
+            except OSError as exc:  # close(), or out of file descriptors
                 if self._closing:
                     return
-                log.warning("refused a connection to the shared segmenter: %s", exc)
+                log.warning("shared segmenter cannot accept a connection: %s", exc)
+                time.sleep(0.5)
                 continue
             with self._lock:
                 self.peers.append(_Peer(conn))

@@ -16,7 +16,6 @@ from __future__ import annotations
 import json
 import logging
 import multiprocessing as mp
-import os
 import random
 import shutil
 import signal
@@ -77,7 +76,7 @@ class Service:
         self._private_dir = Path(tempfile.mkdtemp(prefix="maskwatch-"))  # 0700, and short: socket paths are limited to ~100 bytes
         link = None
         if self.config.service.shared_segmenter(self.config.segmenter.name):
-            link = SegmenterLink(str(self._private_dir / "segmenter.sock"), os.urandom(16), self.config.service.segmenter_timeout_s)
+            link = SegmenterLink(str(self._private_dir / "segmenter.sock"), self.config.service.segmenter_timeout_s)
             args = (self.config.segmenter, link, self.config.segmenter.maskrcnn.batch_size,
                     self.config.service.batch_wait_ms / 1000, self.segmenter_status_path)
             self.segmenter = self._child("shared segmenter", run_segmenter_process, args)
@@ -118,19 +117,41 @@ class Service:
         error_path = self._private_dir / f"{safe_name(label)}.error"
         return _Child(label, _child_main, (label, error_path, target, *args), error_path=error_path)
 
+    def _segmenter_hung(self) -> str | None:
+        """Why the running shared segmenter counts as hung (a stuck driver or kernel), or None.
+
+        It reports after every batch and at least every 0.5 s while idle; a status
+        of this very process (not its predecessor's: loading the model is no hang)
+        older than ``segmenter_timeout_s`` means a forward pass that never ends.
+        The cameras gave up on it at the same timeout, so it is killed and restarted.
+        """
+        if self.segmenter is None or not self.segmenter.alive:
+            return None
+        state = self.shared_segmenter_status() or {}
+        silent = time.time() - float(state.get("updated_ts") or 0.0)
+        limit = self.config.service.segmenter_timeout_s
+        if state.get("pid") == self.segmenter.process.pid and silent > limit:
+            return f"no progress for {silent:.0f} s (service.segmenter_timeout_s: {limit:g})"
+        return None
+
     def children(self) -> list[_Child]:
         return ([self.segmenter] if self.segmenter is not None else []) + list(self.workers.values())
 
     def supervise_once(self, now: float) -> None:
-        """Start processes that are due, note the ones that died and schedule their restart with backoff."""
+        """Start processes that are due, kill a hung segmenter, note the dead and schedule their restart with backoff."""
         for child in self.children():
             process = child.process
+            hung = self._segmenter_hung() if child is self.segmenter else None
+            if hung is not None:
+                log.error("%s: %s; killing it", child.label, hung)
+                process.kill()
+                process.join(5)
             if process is not None and not process.is_alive():
                 error = _read_text(child.error_path) if process.exitcode == CONFIG_ERROR_EXIT else None
                 if error and child.restarts == 0:  # at startup: a configuration a restart cannot fix
                     self.fatal = f"{child.label}: {error}"
                     self.stop_event.set()
-                child.last_exit = error or f"process exited with code {process.exitcode}"
+                child.last_exit = hung or error or f"process exited with code {process.exitcode}"
                 log.warning("%s: %s; restarting", child.label, child.last_exit)
                 delay = min(self.config.service.restart_backoff_max_s, 2.0 ** min(child.restarts, 10))
                 child.next_start = now + delay * (1 + 0.2 * random.random())

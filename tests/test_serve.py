@@ -246,8 +246,8 @@ def alarm_ids(url: str) -> set[str]:
         engine.dispose()
 
 
-def test_two_cameras_share_one_segmenter_process_that_is_restarted_when_killed(tmp_path):
-    """maskrcnn under serve: one model for both cameras, their frames batched; SIGKILL of it costs frames, not cameras."""
+def test_two_cameras_share_one_segmenter_process_that_is_replaced_when_killed_or_hung(tmp_path):
+    """maskrcnn under serve: one model for both cameras, their frames batched; losing it costs frames, not cameras."""
     import torch
     from torchvision.models.detection import maskrcnn_resnet50_fpn_v2
 
@@ -263,7 +263,7 @@ def test_two_cameras_share_one_segmenter_process_that_is_restarted_when_killed(t
         "segmenter": {"name": "maskrcnn", "maskrcnn": {"weights": str(weights), "min_size": 96, "max_size": 160,
                                                        "score_threshold": 0.0, "max_detections": 5, "batch_size": 4}},
         "cameras": [{"name": name, "source": str(video), "loop": True, "fps": 10} for name in ("left", "right")],
-        "service": {"listen": listen, "batch_wait_ms": 200},
+        "service": {"listen": listen, "batch_wait_ms": 200, "segmenter_timeout_s": 4},
     }
     proc = start_service(config, tmp_path)
     try:
@@ -286,10 +286,20 @@ def test_two_cameras_share_one_segmenter_process_that_is_restarted_when_killed(t
         for name in ("left", "right"):
             state = camera_state(base, name)
             assert state["worker_restarts"] == 0 and state["segmenter_error"] is None  # the cameras kept running
+
+        # hung, not dead (SIGSTOP stands in for a stuck driver): the cameras give up on it and the service replaces it
+        hung = wait_for(lambda: (s := json.loads(get(base + "/healthz"))["segmenter"]).get("pid") != shared["pid"] and s, 30, "new pid")
+        os.kill(hung["pid"], signal.SIGSTOP)
+        wait_for(lambda: camera_state(base, "left").get("segmenter_error"), 30, "the cameras to give up on it")
+        wait_for(lambda: json.loads(get(base + "/healthz"))["segmenter"]["worker_restarts"] == 2, 30, "the hung one killed")
+        before = {name: frames(name) for name in ("left", "right")}
+        wait_for(lambda: all(frames(name) > before[name] + 3 for name in before), 120, "segmenting after the hang")
+        assert all(camera_state(base, name)["worker_restarts"] == 0 for name in before)
     finally:
         proc.send_signal(signal.SIGTERM)
         stdout, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 0, stderr[-3000:]
+    assert "shared segmenter: no progress for" in stderr and "service.segmenter_timeout_s: 4" in stderr
     assert "Traceback" not in stderr and "leaked" not in stderr
     with make_engine(f"sqlite:///{tmp_path / 'out' / 'maskwatch.db'}").connect() as conn:
         rows = list(conn.execute(select(runs.c.status, runs.c.frames)))
