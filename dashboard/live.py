@@ -7,14 +7,17 @@ reads two small files per camera, and a camera that stops publishing turns
 
 from __future__ import annotations
 
+import time
+
 import pandas as pd
 import streamlit as st
 
-from dashboard.live_files import CameraStatus, read_frame, read_statuses
+from dashboard.live_files import CameraStatus, read_frame, read_segmenter, read_statuses
 from dashboard.widgets import context
 
 BADGES = {"live": ("green", ":material/check_circle:"), "stale": ("red", ":material/schedule:"),
-          "disconnected": ("red", ":material/link_off:"), "worker down": ("red", ":material/error:")}  # fmt: skip
+          "disconnected": ("red", ":material/link_off:"), "worker down": ("red", ":material/error:"),
+          "not segmenting": ("orange", ":material/pause_circle:")}  # fmt: skip
 
 
 def _number(value: object, suffix: str = "", digits: int = 1) -> str:
@@ -36,6 +39,19 @@ def _lines_table(line_counts: dict) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["line", "class", "in", "out"])
 
 
+def segmenter_line(status: dict | None, stale_after_s: float) -> None:
+    """One line on the shared segmenter every camera depends on; a warning when it has gone quiet."""
+    if status is None:
+        return
+    age = time.time() - float(status.get("updated_ts") or 0.0)
+    if age > stale_after_s:
+        st.warning(f"Shared segmenter silent for {age:.0f} s: cameras skip frames until it is back (the service restarts it).")
+        return
+    st.caption(f"Shared segmenter on {status.get('device', '?')}: {status.get('frames', 0)} frames in "
+               f"{status.get('batches', 0)} batches (mean batch {status.get('mean_batch', 0):.2f}), "
+               f"{status.get('workers', 0)} cameras connected, updated {age:.1f} s ago")
+
+
 def camera_panel(camera: CameraStatus, stale_after_s: float) -> None:
     s = camera.status
     health, why = camera.health(stale_after_s)
@@ -43,7 +59,7 @@ def camera_panel(camera: CameraStatus, stale_after_s: float) -> None:
     with st.container(border=True):
         st.subheader(camera.camera)
         st.badge(f"{health}: {why}", color=color, icon=icon)
-        if health != "live" and s.get("last_error"):
+        if health not in ("live", "not segmenting") and s.get("last_error"):
             st.error(f"Last error: {s['last_error']}")
         st.caption(f"source: {s.get('source', '—')}")  # published already redacted by the worker
         picture, numbers = st.columns([3, 2])
@@ -82,6 +98,7 @@ def render() -> None:
     @st.fragment(run_every=settings.dashboard.live_refresh_s)
     def panels() -> None:
         cameras = read_statuses(settings.live_dir)
+        segmenter_line(read_segmenter(settings.live_dir), settings.dashboard.stale_after_s)
         if not cameras:
             st.info(f"No live cameras: no status files in {settings.live_dir}. Is `maskwatch serve` running with this config?")
         for camera in cameras:

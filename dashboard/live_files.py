@@ -14,7 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-Health = Literal["live", "stale", "disconnected", "worker down"]
+Health = Literal["live", "stale", "disconnected", "worker down", "not segmenting"]
+SEGMENTER_STATUS = Path("segmenter") / "status.json"  # the shared segmenter's, under live_dir (see maskwatch.serve)
 
 
 @dataclass(frozen=True)
@@ -39,6 +40,8 @@ class CameraStatus:
             return "stale", f"no status for {age:.0f} s"
         if not self.status.get("connected"):
             return "disconnected", "the camera is not connected"
+        if self.status.get("segmenter_error"):
+            return "not segmenting", f"frames skipped: {self.status['segmenter_error']}"
         return "live", f"updated {age:.1f} s ago"
 
 
@@ -59,6 +62,15 @@ def read_statuses(live_dir: Path) -> list[CameraStatus]:
 
 def find_status(live_dir: Path, camera: str) -> CameraStatus | None:
     return next((s for s in read_statuses(live_dir) if s.camera == camera), None)
+
+
+def read_segmenter(live_dir: Path) -> dict[str, Any] | None:
+    """The shared segmenter's batch statistics, or None when the cameras run their own (or it has not started)."""
+    try:
+        status = json.loads((live_dir / SEGMENTER_STATUS).read_text())
+    except (OSError, ValueError):
+        return None
+    return status if isinstance(status, dict) else None
 
 
 def read_frame(status: CameraStatus) -> bytes | None:

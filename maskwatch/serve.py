@@ -30,6 +30,7 @@ from pathlib import Path
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
+from dashboard.live_files import SEGMENTER_STATUS
 from maskwatch.camera_worker import run_camera, safe_name
 from maskwatch.config import AppConfig
 from maskwatch.live import redact_url
@@ -86,7 +87,7 @@ class Service:
 
     @property
     def segmenter_status_path(self) -> Path:
-        return self.live_dir / "segmenter" / "status.json"  # a folder: the dashboard reads every *.json of live_dir as a camera
+        return self.live_dir / SEGMENTER_STATUS  # in a folder: the dashboard takes every *.json of live_dir for a camera
 
     def status(self) -> dict[str, dict]:
         """Per camera: the worker's latest status file, plus what the supervisor knows (alive, restarts)."""

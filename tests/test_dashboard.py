@@ -9,6 +9,7 @@ store with plain SQL, independently of the dashboard's queries.
 
 from __future__ import annotations
 
+import json
 import signal
 import sqlite3
 import subprocess
@@ -367,6 +368,33 @@ def test_live_page_shows_frames_health_and_counts_then_stale_cameras(
     at.run()
     badges = [m.value for m in at.markdown if "-badge[" in m.value]
     assert len(badges) == 2 and all("stale: no status for" in b for b in badges), badges
+
+
+def test_live_page_shows_the_shared_segmenter_and_cameras_waiting_for_it(
+    demo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The files ``maskwatch serve`` writes with a shared segmenter (as in tests/test_serve.py), read by the Live page."""
+    live = tmp_path / "live"
+    (live / "segmenter").mkdir(parents=True)
+    now = time.time()
+    segmenter = {"pid": 1, "updated_ts": now, "device": "cuda:0", "workers": 2, "batch_size": 8, "batches": 50,
+                 "frames": 96, "failed_frames": 0, "busy_s": 3.2, "mean_batch": 1.92, "batch_sizes": {"1": 4, "2": 46}}
+    (live / "segmenter" / "status.json").write_text(json.dumps(segmenter))
+    camera = {"camera": "gate", "updated_ts": now, "connected": True, "source": "rtsp://viewer:***@10.0.0.12/s",
+              "segmenter_error": "shared segmenter not reachable (ConnectionRefusedError)", "frames": 48}
+    (live / "gate.json").write_text(json.dumps(camera))
+    configure(monkeypatch, tmp_path, copy_store(demo, tmp_path), demo / "snapshots", live_dir=live, stale_after_s=5)
+    at = open_app()
+    assert [s.value for s in at.subheader] == ["gate"]  # the segmenter's status file is not taken for a camera
+    assert any(c.value.startswith("Shared segmenter on cuda:0: 96 frames in 50 batches (mean batch 1.92), 2 cameras")
+               for c in at.caption)
+    badges = [m.value for m in at.markdown if "-badge[" in m.value]
+    assert badges == [":orange-badge[:material/pause_circle: not segmenting: frames skipped: shared segmenter not "
+                      "reachable (ConnectionRefusedError)]"]
+
+    (live / "segmenter" / "status.json").write_text(json.dumps(segmenter | {"updated_ts": now - 60}))
+    at.run()
+    assert any(w.value.startswith("Shared segmenter silent for 6") for w in at.warning)
 
 
 def test_live_page_without_a_service_says_so(store: Path) -> None:

@@ -275,6 +275,10 @@ def test_two_cameras_share_one_segmenter_process_that_is_replaced_when_killed_or
         shared = health["segmenter"]
         assert shared["worker_alive"] and shared["device"] == "cpu" and shared["workers"] == 2
         assert int(shared["batch_sizes"].get("2", 0)) >= 1 and shared["mean_batch"] > 1  # both cameras in one pass
+        from dashboard.live_files import read_segmenter
+
+        written = read_segmenter(tmp_path / "out" / "live")  # what the dashboard's Live page shows
+        assert {"device", "frames", "batches", "mean_batch", "workers", "updated_ts"} <= written.keys()
         metrics = get(base + "/metrics")
         assert "maskwatch_segmenter_up 1.0" in metrics and "maskwatch_segmenter_frames_total" in metrics
 
