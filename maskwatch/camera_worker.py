@@ -114,8 +114,8 @@ def run_camera(config: AppConfig, camera: LiveCameraConfig, out_dir: Path, link:
                 try:
                     detections = segmenter.segment([frame.image])[0]
                 except SegmenterUnavailable as exc:
-                    if segmenter_error != str(exc):
-                        log.warning("camera %s: frames skipped: %s", camera.name, exc)
+                    if segmenter_error != str(exc):  # before its first answer it is loading its model: no cause for alarm
+                        log.log(logging.WARNING if frames else logging.INFO, "camera %s: frames skipped: %s", camera.name, exc)
                     segmenter_error, frame = str(exc), None
                 else:
                     if segmenter_error is not None:
