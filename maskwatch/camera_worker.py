@@ -93,6 +93,7 @@ def run_camera(config: AppConfig, camera: LiveCameraConfig, out_dir: Path, link:
     run_id = store.start_run(camera.name, redact_url(str(camera.source)), segmenter=config.segmenter.name,
                              unit=analyzer.calibration.unit, started_ts=started, config=config.model_dump(mode="json"))
     frames, lag, last_publish, last_jpeg, processed_times = 0, 0.0, 0.0, 0.0, []
+    segment_s = None  # the last frame's wait for its masks: with a shared segmenter, queueing and batching included
     geometry_ts, last_geometry_check = None, 0.0
     size = None
     visible: dict[str, int] = {}
@@ -112,7 +113,9 @@ def run_camera(config: AppConfig, camera: LiveCameraConfig, out_dir: Path, link:
                     tracker = MaskTracker(config.tracker, fps=fps)
                 size = frame.image.shape[:2]
                 try:
+                    asked = time.perf_counter()
                     detections = segmenter.segment([frame.image])[0]
+                    segment_s = time.perf_counter() - asked
                 except SegmenterUnavailable as exc:
                     if segmenter_error != str(exc):  # before its first answer it is loading its model: no cause for alarm
                         log.log(logging.WARNING if frames else logging.INFO, "camera %s: frames skipped: %s", camera.name, exc)
@@ -145,7 +148,8 @@ def run_camera(config: AppConfig, camera: LiveCameraConfig, out_dir: Path, link:
                     "source": state.source, "connected": state.connected, "fps_in": state.fps_in,
                     "fps_out": round(processing_fps, 2), "dropped": state.dropped, "reconnects": state.reconnects,
                     "last_error": state.last_error, "segmenter_error": segmenter_error, "backoff_s": state.backoff_s, "frame_size": state.frame_size, "queue_depth": state.queue_depth,
-                    "lag_s": round(lag, 3) if state.connected else None, "frames": frames, "ended": state.ended,
+                    "lag_s": round(lag, 3) if state.connected else None,
+                    "segment_s": round(segment_s, 4) if segment_s is not None else None, "frames": frames, "ended": state.ended,
                     "visible": visible, "occupancy": occupancy,
                     "unique": dict(sorted(analyzer.unique.items())), "line_counts": analyzer.line_counts(),
                     "alarms": analyzer.alarm_total,

@@ -226,6 +226,9 @@ class _Collector:
             "fps_in": GaugeMetricFamily("maskwatch_camera_fps_in", "Frames per second read from the camera", labels=["camera"]),
             "fps_out": GaugeMetricFamily("maskwatch_camera_fps_out", "Frames per second processed", labels=["camera"]),
             "lag_s": GaugeMetricFamily("maskwatch_camera_lag_seconds", "Capture to end of processing, last frame", labels=["camera"]),
+            "segment_s": GaugeMetricFamily("maskwatch_camera_segment_seconds",
+                                           "Wait for the last frame's masks (shared segmenter: queue and batch included)",
+                                           labels=["camera"]),
             "backoff_s": GaugeMetricFamily("maskwatch_camera_backoff_seconds", "Current reconnect wait", labels=["camera"]),
             "queue_depth": GaugeMetricFamily("maskwatch_camera_queue_depth", "Frames waiting to be processed", labels=["camera"]),
         }
@@ -281,7 +284,7 @@ def _http_server(service: Service, registry: CollectorRegistry) -> ThreadingHTTP
             elif self.path.startswith("/healthz"):
                 cameras = service.status()
                 body = json.dumps({"status": "ok", "cameras": {
-                    n: {k: s.get(k) for k in ("connected", "fps_in", "fps_out", "lag_s", "frames", "dropped", "reconnects",
+                    n: {k: s.get(k) for k in ("connected", "fps_in", "fps_out", "lag_s", "segment_s", "frames", "dropped", "reconnects",
                                               "queue_depth", "backoff_s", "last_error", "segmenter_error", "worker_alive", "worker_restarts", "source")}
                     for n, s in cameras.items()}, "segmenter": service.shared_segmenter_status()}).encode()
                 ctype, code = "application/json", 200

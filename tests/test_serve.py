@@ -279,7 +279,9 @@ def test_two_cameras_share_one_segmenter_process_that_is_replaced_when_killed_or
 
         written = read_segmenter(tmp_path / "out" / "live")  # what the dashboard's Live page shows
         assert {"device", "frames", "batches", "mean_batch", "workers", "updated_ts"} <= written.keys()
+        assert all(0 < camera_state(base, name)["segment_s"] < 4 for name in ("left", "right"))
         metrics = get(base + "/metrics")
+        assert 'maskwatch_camera_segment_seconds{camera="left"}' in metrics
         assert "maskwatch_segmenter_up 1.0" in metrics and "maskwatch_segmenter_frames_total" in metrics
 
         os.kill(shared["pid"], signal.SIGKILL)
