@@ -4,9 +4,11 @@ Every 10 s prints the resident memory of the service and of its camera workers
 (from /proc) and the camera's lag and fps from ``/healthz``; at the end, the
 first minute against the last, so "flat" can be read off. The clip is the
 synthetic belt scene (motion segmenter, zones, lines, sizes, alarms, store all
-on), or a video/URL given as the argument.
+on), or a video/URL given as the argument. ``--shared N`` runs N cameras of that
+clip through the shared Mask R-CNN segmenter process instead (untrained weights,
+small input so it keeps up on a CPU): its memory is in "workers MB".
 
-Usage: python bench/soak_service.py [SOURCE] [--minutes 10]
+Usage: python bench/soak_service.py [SOURCE] [--minutes 10] [--shared N]
 """
 
 from __future__ import annotations
@@ -30,10 +32,24 @@ from procstat import children, rss_mb  # bench/procstat.py: scripts run from ben
 from maskwatch.synthetic import demo_config, render_scene
 
 
+def shared_maskrcnn(folder: Path) -> dict:
+    """Mask R-CNN settings with untrained weights saved to ``folder``: the shared segmenter's work, on any machine."""
+    import torch
+    from torchvision.models.detection import maskrcnn_resnet50_fpn_v2
+
+    torch.manual_seed(0)
+    weights = folder / "model.pth"
+    torch.save({"model": maskrcnn_resnet50_fpn_v2(weights=None, weights_backbone=None, num_classes=3).state_dict(),
+                "class_names": ["bottle", "person"], "version": "v2"}, weights)
+    return {"name": "maskrcnn", "maskrcnn": {"weights": str(weights), "min_size": 96, "max_size": 160,
+                                             "score_threshold": 0.3, "max_detections": 10, "batch_size": 4}}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("source", nargs="?", help="Video file or camera URL (default: the synthetic scene, looped).")
     parser.add_argument("--minutes", type=float, default=10.0)
+    parser.add_argument("--shared", type=int, metavar="N", help="N cameras through the shared Mask R-CNN segmenter.")
     args = parser.parse_args()
     folder = Path(tempfile.mkdtemp(prefix="maskwatch-soak-"))
     source = args.source or str(folder / "belt.mp4")
@@ -46,6 +62,9 @@ def main() -> None:
     camera = {**{k: v for k, v in demo["camera"].items() if k != "name"}, "name": "soak", "source": source, "loop": True, "fps": 10}
     config = {"segmenter": demo["segmenter"], "tracker": demo["tracker"], "rules": demo["rules"], "alarms": demo["alarms"],
               "cameras": [camera], "service": {"listen": f"127.0.0.1:{port}"}}
+    if args.shared:
+        config.update(segmenter=shared_maskrcnn(folder), rules={}, alarms=[],
+                      cameras=[{**camera, "name": "soak" if i == 0 else f"soak-{i}"} for i in range(args.shared)])
     (folder / "site.yaml").write_text(yaml.safe_dump(config))
     proc = subprocess.Popen([sys.executable, "-m", "maskwatch", "serve", "--config", str(folder / "site.yaml"), "--out",
                              str(folder / "out")], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
