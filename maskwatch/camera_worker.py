@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import signal
 import time
 from pathlib import Path
 
@@ -21,6 +20,7 @@ import cv2
 
 from analytics.analyzer import Analyzer
 from analytics.geometry_store import load_geometry
+from maskwatch.child_process import Lifetime, write_atomic
 from maskwatch.config import AppConfig, LiveCameraConfig
 from maskwatch.live import LiveSource, redact_url
 from maskwatch.pipeline import build_segmenter, open_store, store_url
@@ -34,12 +34,6 @@ log = logging.getLogger(__name__)
 def safe_name(camera: str) -> str:
     """The camera's name as a file name (the live files are ``<safe_name>.json/.jpg``)."""
     return "".join(c if c.isalnum() or c in "-_." else "_" for c in camera) or "camera"
-
-
-def write_atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
 
 
 GEOMETRY_POLL_S = 2.0
@@ -68,15 +62,7 @@ def run_camera(config: AppConfig, camera: LiveCameraConfig, out_dir: Path, link:
     process; while it is unreachable, frames are skipped (``segmenter_error``
     in the status says why) and everything else keeps running.
     """
-    stopping = False
-
-    def stop(*_: object) -> None:
-        nonlocal stopping
-        stopping = True
-
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
-
+    lifetime = Lifetime()
     live_dir = Path(config.service.live_dir) if Path(config.service.live_dir).is_absolute() else out_dir / config.service.live_dir
     live_dir.mkdir(parents=True, exist_ok=True)
     status_path, frame_path = live_dir / f"{safe_name(camera.name)}.json", live_dir / f"{safe_name(camera.name)}.jpg"
@@ -100,9 +86,8 @@ def run_camera(config: AppConfig, camera: LiveCameraConfig, out_dir: Path, link:
     occupancy: dict[str, dict[str, int]] = {}
     status = "finished"
     source.start()
-    parent = os.getppid()
     try:
-        while not stopping and os.getppid() == parent:  # an orphan (service killed with -9) stops too
+        while lifetime.running:
             frame = source.read(timeout=0.5)
             now = time.time()
             if now - last_geometry_check >= GEOMETRY_POLL_S:  # zones edited in the dashboard: applied between frames

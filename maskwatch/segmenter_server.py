@@ -31,7 +31,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import signal
 import threading
 import time
 from collections import Counter
@@ -43,6 +42,7 @@ from typing import Any
 
 import numpy as np
 
+from maskwatch.child_process import Lifetime, write_atomic
 from segmenter.detections import Detections
 
 log = logging.getLogger(__name__)
@@ -294,25 +294,17 @@ def run_segmenter_process(section: Any, link: SegmenterLink, batch_size: int, ba
     ``status_path`` gets the batch statistics twice a second for the service's
     ``/metrics``. An orphan (service killed with -9) stops too.
     """
-    from maskwatch.camera_worker import write_atomic
     from maskwatch.pipeline import build_segmenter
 
-    stopping = False
-
-    def stop(*_: object) -> None:
-        nonlocal stopping
-        stopping = True
-
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
+    lifetime = Lifetime()
     segmenter = build_segmenter(section)
     device = str(getattr(segmenter, "device", "cpu"))
     server = SegmenterServer(segmenter, link, batch_size, batch_wait_s)
     log.info("shared segmenter ready on %s (batch up to %d, wait %.0f ms)", device, batch_size, batch_wait_s * 1000)
     status_path.parent.mkdir(parents=True, exist_ok=True)
-    parent, last_status = os.getppid(), 0.0
+    last_status = 0.0
     try:
-        while not stopping and os.getppid() == parent:
+        while lifetime.running:
             server.serve_round()
             if time.monotonic() - last_status >= 0.5:
                 state = {"pid": os.getpid(), "updated_ts": time.time(), "device": device, "workers": len(server.peers),
