@@ -27,6 +27,21 @@ cuda=$($py -c 'import torch; print(int(torch.cuda.is_available()))') || exit 1
 step environment sh -c "nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv 2>/dev/null || echo 'no nvidia-smi'; \
     $py -c 'import torch, torchvision; print(\"torch\", torch.__version__, \"torchvision\", torchvision.__version__, \"cuda\", torch.version.cuda)'"
 step tests $py -m pytest -q -p no:cacheprovider tests/test_maskrcnn.py tests/test_segmenter_server.py
+# maskwatch run end to end with Mask R-CNN: frames decoded into the segmenter's (pinned, on CUDA) buffers, two
+# batches per segment call; untrained weights with threshold 0, so every frame carries 20 masks to track
+step pipeline $py -c "
+import json, subprocess, sys, tempfile, yaml
+from pathlib import Path
+from maskwatch.synthetic import render_scene
+tmp = Path(tempfile.mkdtemp())
+render_scene(tmp / 'scene.mp4', frames=60)
+config = {'segmenter': {'name': 'maskrcnn', 'maskrcnn': {'weights': 'none', 'score_threshold': 0.0, 'max_detections': 20,
+          'batch_size': 4, 'min_size': 360, 'max_size': 640}}}
+(tmp / 'site.yaml').write_text(yaml.safe_dump(config))
+subprocess.run([sys.executable, '-m', 'maskwatch', 'run', str(tmp / 'scene.mp4'), '-c', str(tmp / 'site.yaml'),
+                '-o', str(tmp / 'out')], check=True)
+print(sorted(p.name for p in (tmp / 'out').iterdir()))
+"
 if [ "$cuda" = 1 ]; then
     step segmenter_gpu $py bench/segmenter_gpu.py --sizes 720p 1080p --batches 1 4 8 16
     step shared_segmenter $py bench/shared_segmenter.py --cameras 4 --size 720p --seconds 20
