@@ -45,6 +45,7 @@ print(sorted(p.name for p in (tmp / 'out').iterdir()))
 if [ "$cuda" = 1 ]; then
     step segmenter_gpu $py bench/segmenter_gpu.py --sizes 720p 1080p --batches 1 4 8 16
     step shared_segmenter $py bench/shared_segmenter.py --cameras 4 --size 720p --seconds 20
+    step shared_segmenter_8 $py bench/shared_segmenter.py --cameras 8 --batch-size 4 --size 720p --seconds 15
 else
     step segmenter_gpu $py bench/segmenter_gpu.py --smoke
     step shared_segmenter $py bench/shared_segmenter.py --smoke

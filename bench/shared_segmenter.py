@@ -104,6 +104,8 @@ def main() -> None:
     parser.add_argument("--cameras", type=int, default=4)
     parser.add_argument("--size", default="720p", choices=["720p", "1080p", "smoke"])
     parser.add_argument("--seconds", type=float, default=30.0)
+    parser.add_argument("--batch-size", type=int, help="segmenter.maskrcnn.batch_size (default: one frame per camera). "
+                        "Fewer than the cameras lets one batch compute while the others' answers and frames travel.")
     parser.add_argument("--smoke", action="store_true", help="Tiny CPU run (CI): 2 cameras, smoke size, 3 s.")
     args = parser.parse_args()
     import torch
@@ -113,7 +115,7 @@ def main() -> None:
 
     if args.smoke:
         args.cameras, args.size, args.seconds = 2, "smoke", 3.0
-    settings = {"score_threshold": 0.0, "max_detections": 50, "batch_size": max(args.cameras, 1)}
+    settings = {"score_threshold": 0.0, "max_detections": 50, "batch_size": args.batch_size or max(args.cameras, 1)}
     if args.size == "smoke":
         settings.update(min_size=96, max_size=128)
     with tempfile.TemporaryDirectory(prefix="mw-bench-") as folder:
@@ -123,7 +125,8 @@ def main() -> None:
         torch.save(maskrcnn_resnet50_fpn_v2(weights=None, weights_backbone=None).state_dict(), weights)
         config = MaskRCNNConfig(weights=str(weights), **settings)
         device = torch.cuda.get_device_name() if torch.cuda.is_available() else f"CPU ({os.cpu_count()} cores)"
-        print(f"device: {device}; {args.cameras} cameras, {args.size}, {args.seconds:.0f} s each; Mask R-CNN v2, 50 detections per image")
+        print(f"device: {device}; {args.cameras} cameras, {args.size}, batch size {config.batch_size}, {args.seconds:.0f} s each; "
+              "Mask R-CNN v2, 50 detections per image")
         frames = frames_of(SIZES[args.size], 8)
         own = run("per_camera", args.cameras, config, frames, args.seconds, tmp)
         print(f"per camera: {own['fps']:7.2f} frames/s in total, memory {own['rss_mb']:.0f} MB resident, "

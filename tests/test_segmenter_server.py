@@ -1,6 +1,6 @@
 """The shared segmenter of ``maskwatch serve``: frames of several cameras in one forward pass, over real sockets.
 
-Everything is real: Unix sockets with authentication, shared-memory frame
+Everything is real: Unix sockets in a private folder, shared-memory frame
 blocks, a Mask R-CNN (random weights, tiny input size) in the server, and for
 the failure test a server process that is killed with SIGKILL and restarted.
 """
@@ -33,6 +33,9 @@ from segmenter.maskrcnn import MaskRCNNConfig, MaskRCNNSegmenter
 from segmenter.masks import mask_iou
 
 TINY = {"min_size": 96, "max_size": 128, "score_threshold": 0.0, "max_detections": 5}
+DEVICE = "cuda" if torch.cuda.is_available() else "cpu"  # what device: auto picks, for the server and the local model
+# fp16 autocast on CUDA: a frame batched with others gets scores and boxes a little off those of the same frame alone
+SCORE_ATOL, BOX_ATOL = (5e-3, 1.0) if DEVICE == "cuda" else (1e-4, 0.05)
 
 
 @pytest.fixture(scope="module")
@@ -75,8 +78,8 @@ def server(weights, link):
 def same_detections(remote, local) -> None:
     assert remote.image_size == local.image_size and len(remote) == len(local) == TINY["max_detections"]
     assert remote.class_names.tolist() == local.class_names.tolist()
-    np.testing.assert_allclose(remote.scores, local.scores, atol=1e-4)
-    np.testing.assert_allclose(remote.boxes, local.boxes, atol=0.05)
+    np.testing.assert_allclose(remote.scores, local.scores, atol=SCORE_ATOL)
+    np.testing.assert_allclose(remote.boxes, local.boxes, atol=BOX_ATOL)
     assert min(mask_iou(a, b) for a, b in zip(remote.masks, local.masks)) > 0.95
 
 
@@ -149,7 +152,7 @@ def test_a_camera_skips_frames_while_the_segmenter_process_is_away_and_reconnect
         while (state := json.loads(status.read_text()) if status.exists() else {}).get("frames", 0) < 1:
             assert time.monotonic() < deadline, "no status from the segmenter process"
             time.sleep(0.2)
-        assert state["pid"] == process.pid and state["device"] == "cpu" and state["batches"] >= 1
+        assert state["pid"] == process.pid and state["device"] == DEVICE and state["batches"] >= 1
 
         # hung, not dead (SIGSTOP stands in for a stuck driver): cameras give up after timeout_s, connecting too
         quick = SegmenterLink(link.address, timeout_s=1.0)
