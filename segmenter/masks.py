@@ -28,6 +28,15 @@ class CropMask:
     def __post_init__(self) -> None:
         object.__setattr__(self, "area", int(np.count_nonzero(self.crop)))
 
+    def __reduce__(self) -> tuple:
+        """Pickle the crop as packed bits, an eighth of its bytes.
+
+        Masks cross process boundaries in bulk: the shared segmenter of ``serve``
+        answers every camera over a socket, 50 masks of a 720p frame are about
+        2.4 MB as bool bytes, and sending them took longer than unpacking costs.
+        """
+        return _unpickle, (np.packbits(self.crop), self.crop.shape, self.x0, self.y0)
+
     @property
     def x1(self) -> int:
         return self.x0 + self.crop.shape[1]
@@ -128,6 +137,10 @@ class CropMask:
         if crop.size and (crop.shape[1] != width or crop.shape[0] != height):
             crop = cv2.resize(crop.view(np.uint8), (width, height), interpolation=cv2.INTER_NEAREST).astype(bool)
         return CropMask(crop, int(x0), int(y0))
+
+
+def _unpickle(bits: np.ndarray, shape: tuple[int, int], x0: int, y0: int) -> CropMask:
+    return CropMask(np.unpackbits(bits, count=shape[0] * shape[1]).reshape(shape).view(bool), x0, y0)
 
 
 def mask_iou(a: CropMask, b: CropMask) -> float:

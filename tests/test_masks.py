@@ -1,5 +1,7 @@
 """Crop masks: IoU against a brute-force full-frame reference, round trips, buffered IoU."""
 
+import pickle
+
 import numpy as np
 import pytest
 
@@ -78,3 +80,17 @@ def test_rle_from_the_crop_equals_pycocotools_on_the_full_frame():
         mask = CropMask(crop, int(rng.integers(-8, width)), int(rng.integers(-8, height)))  # partly outside at times
         expected = mask_utils.encode(np.asfortranarray(mask.to_full(height, width).astype(np.uint8)))
         assert mask.to_rle(height, width) == {"size": [height, width], "counts": expected["counts"].decode("ascii")}
+
+
+def test_pickled_masks_carry_their_pixels_as_packed_bits():
+    rng = np.random.default_rng(3)
+    masks = [CropMask.from_full(m) for m in random_masks(rng, 5, h=90, w=120)]
+    masks += [CropMask(np.zeros((0, 0), bool), 4, 7), CropMask(rng.random((13, 7)) > 0.5, 100, 3)]
+    for mask in masks:
+        data = pickle.dumps(mask, protocol=pickle.HIGHEST_PROTOCOL)
+        back = pickle.loads(data)
+        assert back.crop.dtype == bool and back.crop.shape == mask.crop.shape
+        assert np.array_equal(back.crop, mask.crop)
+        assert (back.x0, back.y0, back.area) == (mask.x0, mask.y0, mask.area)
+    big = CropMask(rng.random((400, 600)) > 0.5, 0, 0)
+    assert len(pickle.dumps(big, protocol=pickle.HIGHEST_PROTOCOL)) < big.crop.nbytes / 7
