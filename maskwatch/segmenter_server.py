@@ -31,6 +31,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import queue
 import threading
 import time
 from collections import Counter
@@ -187,6 +188,13 @@ class SegmenterServer:
         self.stats = BatchStats()
         self._lock = threading.Lock()
         self._closing = False
+        # Answers go out on a thread of their own, so pickling and writing a batch's masks overlaps the next
+        # batch's forward pass. A peer belongs to that thread from its answer being queued until it is sent:
+        # the serving loop neither reads from nor closes its connection meanwhile.
+        self._outbox: queue.Queue[tuple[_Peer, tuple[str, Any]] | None] = queue.Queue()
+        self._answering: set[_Peer] = set()
+        self._answerer = threading.Thread(target=self._answer, name="answer", daemon=True)
+        self._answerer.start()
         threading.Thread(target=self._accept, name="accept", daemon=True).start()
 
     def _accept(self) -> None:
@@ -203,16 +211,19 @@ class SegmenterServer:
                 self.peers.append(_Peer(conn))
 
     def serve_round(self, idle_timeout: float = 0.2) -> int:
-        """Collect one batch, segment it and answer it; returns its size (0: nothing arrived in ``idle_timeout``).
+        """Collect one batch, segment it and queue its answers; returns its size (0: nothing arrived in ``idle_timeout``).
 
         A batch goes as soon as it has ``batch_size`` frames or every connected
         worker has a frame waiting, else when the first frame has waited
         ``batch_wait_s``. Frames beyond ``batch_size`` (more cameras than the
         batch) stay pending and go first in the next batch.
         """
-        deadline = time.monotonic() + self.batch_wait_s if self._pending else None
+        started = time.monotonic()
+        deadline = started + self.batch_wait_s if self._pending else None
         while True:
-            waiting = [p for p in self._live_peers() if p not in self._pending]
+            with self._lock:
+                waiting = [p for p in self.peers if p not in self._pending]  # each may still send a frame
+                answering = set(self._answering)
             if self._pending and (len(self._pending) >= self.batch_size or not waiting):
                 break
             if deadline is not None and time.monotonic() >= deadline:
@@ -221,22 +232,22 @@ class SegmenterServer:
             if not waiting:  # no worker connected (yet)
                 time.sleep(timeout)
                 return 0
-            ready = wait([p.conn for p in waiting], timeout)
-            if not ready and deadline is None:
+            readable = [p for p in waiting if p not in answering]
+            # a peer whose answer is still being sent cannot have sent its next frame: look again shortly
+            ready = wait([p.conn for p in readable], min(timeout, 0.002) if answering else timeout)
+            if not ready and deadline is None and not answering:
                 return 0
-            for peer in waiting:
+            for peer in readable:
                 if peer.conn in ready and (frame := self._receive(peer)) is not None:
                     self._pending[peer] = frame
                     deadline = deadline or time.monotonic() + self.batch_wait_s
+            if not ready and deadline is None and time.monotonic() >= started + idle_timeout:
+                return 0
         peers = list(self._pending)[: self.batch_size]
         results = self._segment([self._pending.pop(peer) for peer in peers])  # no view of a block outlives this
         for peer, result in zip(peers, results):
             self._send(peer, result)
         return len(peers)
-
-    def _live_peers(self) -> list[_Peer]:
-        with self._lock:
-            return list(self.peers)
 
     def _receive(self, peer: _Peer) -> np.ndarray | None:
         try:
@@ -266,10 +277,22 @@ class SegmenterServer:
             return "error", f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else 'no details'}"
 
     def _send(self, peer: _Peer, message: tuple[str, Any]) -> None:
-        try:
-            peer.conn.send(message)
-        except OSError:
-            self._drop(peer)
+        with self._lock:
+            self._answering.add(peer)
+        self._outbox.put((peer, message))
+
+    def _answer(self) -> None:
+        """The answer thread: send each queued answer, then hand the peer back to the serving loop."""
+        while (item := self._outbox.get()) is not None:
+            peer, message = item
+            try:
+                peer.conn.send(message)
+            except OSError:  # the worker went away: the serving loop reads its end of file and drops it
+                pass
+            except Exception:  # one answer that cannot be sent must not stop the answers to every camera
+                log.exception("shared segmenter: cannot send an answer; that camera's frame times out")
+            with self._lock:
+                self._answering.discard(peer)
 
     def _drop(self, peer: _Peer) -> None:
         with self._lock:
@@ -282,7 +305,11 @@ class SegmenterServer:
     def close(self) -> None:
         self._closing = True
         self.listener.close()
-        for peer in self._live_peers():
+        self._outbox.put(None)  # answers already queued still go out
+        self._answerer.join(5)
+        with self._lock:
+            peers = list(self.peers)
+        for peer in peers:
             self._drop(peer)
 
 

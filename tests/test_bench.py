@@ -33,3 +33,9 @@ def test_shared_segmenter_bench_compares_both_modes_on_cpu():
     assert re.search(r"per camera: +[\d.]+ frames/s in total, memory \d+ MB resident", out)
     shared = re.search(r"shared: +[\d.]+ frames/s in total \([\d.]+x per camera\), mean batch ([\d.]+), memory \d+ MB", out)
     assert shared and 1.0 <= float(shared.group(1)) <= 2.0
+
+
+def test_transport_bench_keeps_a_stand_in_segmenter_busy():
+    out = run_script("bench/segmenter_transport.py", "--smoke")
+    busy = re.search(r"2 cameras, batch 2: +[\d.]+ frames/s, (\d+)% of the stand-in kept busy", out)
+    assert busy and 0 < int(busy.group(1)) <= 105, out  # a few percent over: the stand-in's sleep is not exact

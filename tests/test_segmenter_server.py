@@ -159,16 +159,16 @@ def test_a_camera_skips_frames_while_the_segmenter_process_is_away_and_reconnect
         assert state["pid"] == process.pid and state["device"] == DEVICE and state["batches"] >= 1
 
         # hung, not dead (SIGSTOP stands in for a stuck driver): cameras give up after timeout_s, connecting too
-        quick = SegmenterLink(link.address, timeout_s=1.0)
+        quick = SegmenterLink(link.address, timeout_s=2.0)  # a few forward passes, even on a busy machine
         connected, connecting = RemoteSegmenter(quick), RemoteSegmenter(quick)
         segment_when_up(connected)
         os.kill(process.pid, signal.SIGSTOP)
         try:
             for waiting in (connected, connecting):
                 started = time.monotonic()
-                with pytest.raises(SegmenterUnavailable, match="did not answer within 1 s"):
+                with pytest.raises(SegmenterUnavailable, match="did not answer within 2 s"):
                     waiting.segment([frame(2)])
-                assert time.monotonic() - started < 5
+                assert time.monotonic() - started < 6
         finally:
             os.kill(process.pid, signal.SIGCONT)
         same_detections(segment_when_up(connected), first)  # reconnected: the late answer is not taken for this frame
