@@ -66,6 +66,11 @@ class MaskRCNNConfig(BaseModel, extra="forbid", validate_assignment=True):
     max_size: int = Field(1333, ge=32, description="...unless the long side would then exceed this.")
     batch_size: int = Field(4, ge=1, description="Frames per forward pass.")
     compile: bool = Field(False, description="torch.compile the backbone (CUDA; the first batches wait while it compiles).")
+    precision: Literal["fp16", "bf16", "fp32"] = Field(
+        "fp16",
+        description="Autocast on CUDA. fp16: fastest on tensor cores; bf16: fp32's range, for fine-tuned weights whose "
+        "activations overflow fp16; fp32: no autocast, torchvision's own numbers. The CPU always runs fp32.",
+    )
     pre_nms_top_k: int = Field(
         1000, ge=1, description="Best-scoring (box, class) candidates per image kept before NMS (bounds NMS cost)."
     )
@@ -197,7 +202,9 @@ class MaskRCNNSegmenter:
         model = self.model
         original_sizes = [(int(image.shape[-2]), int(image.shape[-1])) for image in images]
         on_cuda = self.device.type == "cuda"
-        with torch.inference_mode(), torch.autocast("cuda", dtype=torch.float16, enabled=on_cuda):
+        precision = self.config.precision
+        dtype = torch.bfloat16 if precision == "bf16" else torch.float16
+        with torch.inference_mode(), torch.autocast("cuda", dtype=dtype, enabled=on_cuda and precision != "fp32"):
             batch, _ = model.transform(images)
             tensors = batch.tensors.contiguous(memory_format=torch.channels_last) if on_cuda else batch.tensors
             features = model.backbone(tensors)

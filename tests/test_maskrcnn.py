@@ -188,13 +188,28 @@ def test_paste_crops_equal_torchvisions_full_frame_paste():
     assert paste_crops(torch.zeros(0, 1, 28, 28), torch.zeros(0, 4), (120, 160), 0.5) == []
 
 
+AUTOCAST = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": None}
+
+
 def test_segments_equal_torchvisions_own_postprocess(segmenter):
     """The staged forward pass returns what the model's own forward returns, masks included."""
+    assert_equals_own_forward(segmenter)
+
+
+@cuda_only
+@pytest.mark.parametrize("precision", ["bf16", "fp32"])
+def test_each_precision_equals_torchvisions_own_forward_under_the_same_autocast(precision):
+    torch.manual_seed(0)
+    assert_equals_own_forward(MaskRCNNSegmenter(small_config(device="cuda", precision=precision)))
+
+
+def assert_equals_own_forward(segmenter: MaskRCNNSegmenter) -> None:
     image = drawn_image(3)
     (ours,) = segmenter.segment([image])
     tensor = (torch.from_numpy(image[..., ::-1].copy()).permute(2, 0, 1).float() / 255).to(segmenter.device)
-    on_cuda = segmenter.device.type == "cuda"  # the same mixed precision as the segmenter uses there
-    with torch.inference_mode(), torch.autocast("cuda", dtype=torch.float16, enabled=on_cuda):
+    dtype = AUTOCAST[segmenter.config.precision]  # the same mixed precision as the segmenter uses on CUDA
+    on_cuda = segmenter.device.type == "cuda"
+    with torch.inference_mode(), torch.autocast("cuda", dtype=dtype or torch.float16, enabled=on_cuda and dtype is not None):
         (theirs,) = segmenter.model([tensor])
     theirs = {key: value.float().cpu() for key, value in theirs.items()}
     np.testing.assert_allclose(ours.boxes, theirs["boxes"].numpy(), atol=1e-3)
