@@ -3,6 +3,7 @@
 # the CUDA tests (copy stream, pinned frames, staged forward, shared segmenter), then the GPU benchmarks
 # whose figures go into bench/RESULTS.md. Each step's output is also written to OUT/<step>.txt.
 #
+# About 6 minutes on an H100 (4 of them the shared-segmenter runs), so give the device call 8.
 # Usage: bash bench/gpu_checks.sh [OUT]     (OUT defaults to $OUT, else gpu-out)
 # Needs the project's dependencies importable (pip install -e '.[test]', or PYTHONPATH=. with them installed).
 # Without CUDA the tests skip their CUDA cases and the benchmarks run their small CPU sizes, so the
@@ -44,6 +45,7 @@ print(sorted(p.name for p in (tmp / 'out').iterdir()))
 "
 if [ "$cuda" = 1 ]; then
     step segmenter_gpu $py bench/segmenter_gpu.py --sizes 720p 1080p --batches 1 4 8 16
+    step segmenter_gpu_bf16 $py bench/segmenter_gpu.py --sizes 720p --batches 8 --precision bf16
     step shared_segmenter $py bench/shared_segmenter.py --cameras 4 --size 720p --seconds 20
     step shared_segmenter_8 $py bench/shared_segmenter.py --cameras 8 --batch-size 4 --size 720p --seconds 15
 else
