@@ -3,7 +3,7 @@
 # the CUDA tests (copy stream, pinned frames, staged forward, shared segmenter), then the GPU benchmarks
 # whose figures go into bench/RESULTS.md. Each step's output is also written to OUT/<step>.txt.
 #
-# About 6 minutes on an H100 (4 of them the shared-segmenter runs), so give the device call 8.
+# About 6 minutes on an H100 (half of it the two shared-segmenter runs), so give the device call 8.
 # Usage: bash bench/gpu_checks.sh [OUT]     (OUT defaults to $OUT, else gpu-out)
 # Needs the project's dependencies importable (pip install -e '.[test]', or PYTHONPATH=. with them installed).
 # Without CUDA the tests skip their CUDA cases and the benchmarks run their small CPU sizes, so the
