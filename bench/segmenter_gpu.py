@@ -68,8 +68,8 @@ def main() -> None:
     parser.add_argument("--batches", nargs="+", type=int, default=[1, 4, 8, 16])
     parser.add_argument("--frames", type=int, default=32, help="Frames timed per case (after one warm-up batch).")
     parser.add_argument("--compile", action="store_true", help="maskwatch path with segmenter.maskrcnn.compile (torch.compile).")
-    parser.add_argument("--precision", default="fp16", choices=["fp16", "bf16", "fp32"],
-                        help="segmenter.maskrcnn.precision of maskwatch's path (autocast on CUDA).")
+    parser.add_argument("--precision", default="auto", choices=["auto", "fp16", "bf16", "fp32"],
+                        help="segmenter.maskrcnn.precision of maskwatch's path (auto: fp16 on CUDA, fp32 on the CPU).")
     parser.add_argument("--smoke", action="store_true", help="Tiny CPU run (CI): smoke size, batch 2, 2 frames.")
     args = parser.parse_args()
     if args.smoke:
@@ -81,7 +81,7 @@ def main() -> None:
         settings.update(min_size=96, max_size=128)
     segmenter = MaskRCNNSegmenter(MaskRCNNConfig(**settings))
     runner = segmenter
-    if args.compile or args.precision != "fp16":  # the reference keeps the plain model; same initial weights
+    if args.compile or args.precision != "auto":  # the reference keeps the plain model; same initial weights
         torch.manual_seed(0)
         runner = MaskRCNNSegmenter(MaskRCNNConfig(**settings, compile=args.compile, precision=args.precision))
     device = segmenter.device
@@ -105,7 +105,7 @@ def main() -> None:
                 torch.cuda.reset_peak_memory_stats(device)
             fps, found = maskwatch(runner, frames)
             mem = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else 0.0
-            print(f"{size_name}: maskwatch{' compiled' if args.compile else ''}{'' if args.precision == 'fp16' else ' ' + args.precision} batch {batch:2d}: {fps:7.2f} frames/s ({fps / ref_fps:4.2f}x the reference), "
+            print(f"{size_name}: maskwatch{' compiled' if args.compile else ''}{'' if args.precision == 'auto' else ' ' + args.precision} batch {batch:2d}: {fps:7.2f} frames/s ({fps / ref_fps:4.2f}x the reference), "
                   f"peak GPU memory {mem:.2f} GiB, {found / len(frames):.0f} masks per frame")
 
 

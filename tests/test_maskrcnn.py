@@ -19,7 +19,7 @@ from torchvision.models.detection import (
 
 from segmenter import maskrcnn
 from segmenter.errors import InputError
-from segmenter.maskrcnn import MaskRCNNConfig, MaskRCNNSegmenter, paste_crops, resolve_device
+from segmenter.maskrcnn import MaskRCNNConfig, MaskRCNNSegmenter, autocast_dtype, paste_crops, resolve_device
 from segmenter.masks import CropMask, mask_iou
 
 SMALL = {"min_size": 128, "max_size": 160, "score_threshold": 0.0, "max_detections": 5}
@@ -188,28 +188,47 @@ def test_paste_crops_equal_torchvisions_full_frame_paste():
     assert paste_crops(torch.zeros(0, 1, 28, 28), torch.zeros(0, 4), (120, 160), 0.5) == []
 
 
-AUTOCAST = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": None}
-
-
 def test_segments_equal_torchvisions_own_postprocess(segmenter):
     """The staged forward pass returns what the model's own forward returns, masks included."""
     assert_equals_own_forward(segmenter)
 
 
-@cuda_only
-@pytest.mark.parametrize("precision", ["bf16", "fp32"])
-def test_each_precision_equals_torchvisions_own_forward_under_the_same_autocast(precision):
+@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=cuda_only)])
+def test_bf16_runs_the_network_in_bf16_and_returns_float32_detections(device):
+    """Not compared with torchvision's own forward: untrained scores tie in bf16, and ties break differently."""
     torch.manual_seed(0)
-    assert_equals_own_forward(MaskRCNNSegmenter(small_config(device="cuda", precision=precision)))
+    segmenter = MaskRCNNSegmenter(small_config(device=device, precision="bf16"))
+    features = []
+    hook = segmenter.model.backbone.register_forward_hook(lambda module, args, out: features.extend(out.values()))
+    try:
+        (det,) = segmenter.segment([drawn_image(3)])
+    finally:
+        hook.remove()
+    assert features and all(f.dtype == torch.bfloat16 for f in features)
+    assert det.boxes.dtype == np.float32 and det.scores.dtype == np.float32 and len(det) > 0
+    for box, mask in zip(det.boxes, det.masks):
+        assert mask.area > 0 and 0 <= mask.x0 and mask.x1 <= 160 and 0 <= mask.y0 and mask.y1 <= 120
+        assert box[0] - 2 <= mask.x0 and mask.x1 <= box[2] + 2  # pasted inside its own box
+
+
+def test_auto_precision_is_fp16_on_cuda_and_fp32_elsewhere():
+    assert autocast_dtype("auto", torch.device("cuda")) == torch.float16
+    assert autocast_dtype("auto", torch.device("cpu")) is None
+    assert autocast_dtype("fp32", torch.device("cuda")) is None
+
+
+@cuda_only
+def test_fp32_on_cuda_equals_torchvisions_own_forward_without_autocast():
+    torch.manual_seed(0)
+    assert_equals_own_forward(MaskRCNNSegmenter(small_config(device="cuda", precision="fp32")))
 
 
 def assert_equals_own_forward(segmenter: MaskRCNNSegmenter) -> None:
     image = drawn_image(3)
     (ours,) = segmenter.segment([image])
     tensor = (torch.from_numpy(image[..., ::-1].copy()).permute(2, 0, 1).float() / 255).to(segmenter.device)
-    dtype = AUTOCAST[segmenter.config.precision]  # the same mixed precision as the segmenter uses on CUDA
-    on_cuda = segmenter.device.type == "cuda"
-    with torch.inference_mode(), torch.autocast("cuda", dtype=dtype or torch.float16, enabled=on_cuda and dtype is not None):
+    dtype = autocast_dtype(segmenter.config.precision, segmenter.device)  # the same autocast as the segmenter's
+    with torch.inference_mode(), torch.autocast(segmenter.device.type, dtype=dtype, enabled=dtype is not None):
         (theirs,) = segmenter.model([tensor])
     theirs = {key: value.float().cpu() for key, value in theirs.items()}
     np.testing.assert_allclose(ours.boxes, theirs["boxes"].numpy(), atol=1e-3)
