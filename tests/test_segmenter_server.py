@@ -28,9 +28,10 @@ from maskwatch.segmenter_server import (
     SegmenterUnavailable,
     run_segmenter_process,
 )
+from segmenter.detections import Detections
 from segmenter.errors import InputError
 from segmenter.maskrcnn import MaskRCNNConfig, MaskRCNNSegmenter
-from segmenter.masks import mask_iou
+from segmenter.masks import CropMask, mask_iou
 
 TINY = {"min_size": 96, "max_size": 128, "score_threshold": 0.0, "max_detections": 5}
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"  # what device: auto picks, for the server and the local model
@@ -135,6 +136,62 @@ def segment_when_up(camera: RemoteSegmenter, timeout: float = 60):
             if time.monotonic() > deadline:
                 raise AssertionError(f"shared segmenter did not come up: {exc}") from None
             time.sleep(0.2)
+
+
+class BrightestPixel:
+    """A stand-in model: one detection per frame, a one-pixel mask where the frame is brightest.
+
+    Each camera draws its own pixel, so an answer routed to the wrong camera shows.
+    """
+
+    def __init__(self) -> None:
+        self.batches: list[int] = []
+
+    def segment(self, frames: list[np.ndarray]) -> list[Detections]:
+        self.batches.append(len(frames))
+        time.sleep(0.01)  # long enough for answers still being sent to overlap the next batch
+        out = []
+        for image in frames:
+            y, x = np.unravel_index(int(image[..., 0].argmax()), image.shape[:2])
+            out.append(Detections(np.array([[x, y, x + 1, y + 1]], np.float32), [CropMask(np.ones((1, 1), bool), int(x), int(y))],
+                                  np.array([1]), np.array([1.0], np.float32), np.array(["dot"], object), image.shape[:2]))
+        return out
+
+
+def test_more_cameras_than_the_batch_each_get_their_own_answers(link):
+    """Six cameras, batch 2: frames left over wait for the next batch while answers of the last go out."""
+    model = BrightestPixel()
+    server = SegmenterServer(model, link, batch_size=2, batch_wait_s=0.05)
+    stop = threading.Event()
+    thread = threading.Thread(target=lambda: [server.serve_round(0.05) for _ in iter(stop.is_set, True)], daemon=True)
+    thread.start()
+    cameras = [RemoteSegmenter(link) for _ in range(6)]
+    wrong: list[str] = []
+
+    def run(index: int) -> None:
+        for step in range(20):
+            image = np.zeros((48, 64, 3), np.uint8)
+            y, x = index * 7, step * 3  # where this camera's brightest pixel is, on this frame
+            image[y, x, 0] = 255
+            (det,) = cameras[index].segment([image])
+            if (det.masks[0].x0, det.masks[0].y0) != (x, y):
+                wrong.append(f"camera {index} frame {step}: got {(det.masks[0].x0, det.masks[0].y0)}")
+
+    threads = [threading.Thread(target=run, args=(index,)) for index in range(6)]
+    try:
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        assert not wrong, wrong[:5]
+        assert sum(model.batches) == 120 and max(model.batches) == 2
+        assert server.stats.frames == 120 and server.stats.as_dict()["mean_batch"] > 1.5  # mostly full batches
+    finally:
+        for camera in cameras:
+            camera.close()
+        stop.set()
+        thread.join(10)
+        server.close()
 
 
 def test_a_camera_skips_frames_while_the_segmenter_process_is_away_and_reconnects(weights, link, tmp_path):
