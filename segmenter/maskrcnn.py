@@ -64,7 +64,10 @@ class MaskRCNNConfig(BaseModel, extra="forbid", validate_assignment=True):
     max_detections: int = Field(100, ge=1, description="Most detections per frame, counted before the class filter.")
     min_size: int = Field(800, ge=32, description="Frames are resized so the short side is this many pixels...")
     max_size: int = Field(1333, ge=32, description="...unless the long side would then exceed this.")
-    batch_size: int = Field(4, ge=1, description="Frames per forward pass.")
+    batch_size: int = Field(
+        4, ge=1, description="Frames per forward pass; under serve's shared segmenter, frames of different cameras. "
+        "Fewer than the cameras lets one batch compute while the other cameras' answers and frames travel.",
+    )
     compile: bool = Field(False, description="torch.compile the backbone (CUDA; the first batches wait while it compiles).")
     precision: Literal["auto", "fp16", "bf16", "fp32"] = Field(
         "auto",
