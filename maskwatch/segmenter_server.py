@@ -32,6 +32,8 @@ import json
 import logging
 import os
 import queue
+import socket
+import struct
 import threading
 import time
 from collections import Counter
@@ -180,6 +182,7 @@ class SegmenterServer:
 
     def __init__(self, segmenter: Any, link: SegmenterLink, batch_size: int, batch_wait_s: float) -> None:
         self.segmenter, self.batch_size, self.batch_wait_s = segmenter, batch_size, batch_wait_s
+        self.send_timeout_s = link.timeout_s  # a camera that has not read its answer by then has given up on it
         Path(link.address).unlink(missing_ok=True)  # left behind by a predecessor that was killed
         # a backlog for every camera: a connect to a full backlog would block until the segmenter accepts
         self.listener = Listener(link.address, family="AF_UNIX", backlog=128)
@@ -207,6 +210,7 @@ class SegmenterServer:
                 log.warning("shared segmenter cannot accept a connection: %s", exc)
                 time.sleep(0.5)
                 continue
+            _limit_send_time(conn, self.send_timeout_s)
             with self._lock:
                 self.peers.append(_Peer(conn))
 
@@ -287,8 +291,8 @@ class SegmenterServer:
             peer, message = item
             try:
                 peer.conn.send(message)
-            except OSError:  # the worker went away: the serving loop reads its end of file and drops it
-                pass
+            except OSError:  # the worker went away, or stopped reading (hung): it must not hold up the others
+                self._drop(peer)  # still this thread's peer: the serving loop does not touch it
             except Exception:  # one answer that cannot be sent must not stop the answers to every camera
                 log.exception("shared segmenter: cannot send an answer; that camera's frame times out")
             with self._lock:
@@ -311,6 +315,21 @@ class SegmenterServer:
             peers = list(self.peers)
         for peer in peers:
             self._drop(peer)
+
+
+def _limit_send_time(conn: Connection, seconds: float) -> None:
+    """Make a write to ``conn`` fail after ``seconds`` instead of waiting for ever on a worker that stopped reading.
+
+    An answer is larger than the socket's buffer, so a hung camera worker would
+    otherwise block the answer thread, and with it the answers to every camera,
+    while the segmenter itself looks healthy to the service's watchdog.
+    """
+    sock = socket.socket(fileno=os.dup(conn.fileno()))  # the same socket: options set here apply to conn
+    try:
+        whole = int(seconds)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, struct.pack("ll", whole, int((seconds - whole) * 1e6)))
+    finally:
+        sock.close()
 
 
 def run_segmenter_process(section: Any, link: SegmenterLink, batch_size: int, batch_wait_s: float, status_path: Path) -> None:

@@ -194,6 +194,39 @@ def test_more_cameras_than_the_batch_each_get_their_own_answers(link):
         server.close()
 
 
+class WholeFrame:
+    """A stand-in model answering every frame with one mask covering all of it: an answer bigger than a socket buffer."""
+
+    def segment(self, frames: list[np.ndarray]) -> list[Detections]:
+        return [Detections(np.array([[0, 0, f.shape[1], f.shape[0]]], np.float32), [CropMask(np.ones(f.shape[:2], bool), 0, 0)],
+                           np.array([1]), np.array([1.0], np.float32), np.array(["all"], object), f.shape[:2]) for f in frames]
+
+
+def test_a_camera_that_stops_reading_is_dropped_and_does_not_hold_up_the_others(link):
+    server_link = SegmenterLink(link.address, timeout_s=1.0)  # the service's: how long an answer may wait to be read
+    server = SegmenterServer(WholeFrame(), server_link, batch_size=2, batch_wait_s=0.01)
+    stop = threading.Event()
+    thread = threading.Thread(target=lambda: [server.serve_round(0.05) for _ in iter(stop.is_set, True)], daemon=True)
+    thread.start()
+    big = np.zeros((2000, 2000, 3), np.uint8)  # its answer, packed, is 500 kB: more than the socket takes unread
+    hung = RemoteSegmenter(link)
+    healthy = RemoteSegmenter(SegmenterLink(link.address, timeout_s=30))
+    try:
+        hung._connect().send((hung._frame_block(big.nbytes).name, big.shape))  # asks, then never reads
+        while server.stats.frames < 1:
+            time.sleep(0.01)
+        started = time.monotonic()
+        (det,) = healthy.segment([big])  # its answer queues behind the stuck one, which gives way after 1 s
+        assert det.masks[0].area == 2000 * 2000 and time.monotonic() - started < 10
+        assert len(server.peers) == 1  # the stuck camera was dropped
+    finally:
+        hung.close()
+        healthy.close()
+        stop.set()
+        thread.join(10)
+        server.close()
+
+
 def test_a_camera_skips_frames_while_the_segmenter_process_is_away_and_reconnects(weights, link, tmp_path):
     camera = RemoteSegmenter(link)
     status = tmp_path / "live" / "segmenter" / "status.json"
