@@ -36,7 +36,7 @@ from segmenter.maskrcnn import MaskRCNNConfig  # noqa: E402
 # torch is imported only where a model runs: a camera process of the shared mode does not load it, as under serve
 
 
-def camera(mode: str, config: MaskRCNNConfig, link: SegmenterLink | None, frames: list[np.ndarray],
+def camera(mode: str, config: MaskRCNNConfig | None, link: SegmenterLink | None, frames: list[np.ndarray],
            ready, start, seconds: float, results) -> None:
     """One camera process: warm up, wait for the common start, segment for ``seconds``, report."""
     gpu_mb = 0.0
@@ -67,15 +67,11 @@ def camera(mode: str, config: MaskRCNNConfig, link: SegmenterLink | None, frames
         segmenter.close()
 
 
-def run(mode: str, cameras: int, config: MaskRCNNConfig, frames: list[np.ndarray], seconds: float, tmp: Path) -> dict:
+def race(mode: str, config: MaskRCNNConfig | None, link: SegmenterLink | None, frames: list[np.ndarray],
+         cameras: int, seconds: float) -> list[dict]:
+    """Start ``cameras`` camera processes, let them all go at once when every one is warm; their reports."""
     ctx = mp.get_context("spawn")
     ready, start, results = ctx.Semaphore(0), ctx.Event(), ctx.Queue()
-    server, link, status = None, None, tmp / f"{mode}-status.json"
-    if mode == "shared":
-        link = SegmenterLink(str(tmp / "seg.sock"), timeout_s=600)
-        section = SegmenterSection(name="maskrcnn", maskrcnn=config)
-        server = ctx.Process(target=run_segmenter_process, args=(section, link, config.batch_size, 0.02, status))
-        server.start()
     workers = [ctx.Process(target=camera, args=(mode, config, link, frames[i:] + frames[:i], ready, start, seconds, results))
                for i in range(cameras)]
     for worker in workers:
@@ -84,6 +80,20 @@ def run(mode: str, cameras: int, config: MaskRCNNConfig, frames: list[np.ndarray
         ready.acquire()
     start.set()
     reports = [results.get() for _ in workers]
+    for worker in workers:
+        worker.join(30)
+    return reports
+
+
+def run(mode: str, cameras: int, config: MaskRCNNConfig, frames: list[np.ndarray], seconds: float, tmp: Path) -> dict:
+    server, link, status = None, None, tmp / f"{mode}-status.json"
+    if mode == "shared":
+        link = SegmenterLink(str(tmp / "seg.sock"), timeout_s=600)
+        section = SegmenterSection(name="maskrcnn", maskrcnn=config)
+        server = mp.get_context("spawn").Process(target=run_segmenter_process,
+                                                 args=(section, link, config.batch_size, 0.02, status))
+        server.start()
+    reports = race(mode, config, link, frames, cameras, seconds)
     out = {"frames": sum(r["frames"] for r in reports), "rss_mb": sum(r["rss_mb"] for r in reports),
            "gpu_mb": sum(r["gpu_mb"] for r in reports)}
     if server is not None:
@@ -93,8 +103,6 @@ def run(mode: str, cameras: int, config: MaskRCNNConfig, frames: list[np.ndarray
                    mean_batch=state["mean_batch"], batch_sizes=state["batch_sizes"])
         server.terminate()
         server.join(30)
-    for worker in workers:
-        worker.join(30)
     out["fps"] = out["frames"] / seconds
     return out
 

@@ -239,14 +239,12 @@ class SegmenterServer:
             readable = [p for p in waiting if p not in answering]
             # a peer whose answer is still being sent cannot have sent its next frame: look again shortly
             ready = wait([p.conn for p in readable], min(timeout, 0.002) if answering else timeout)
-            if not ready and deadline is None and not answering:
+            if not ready and deadline is None and (not answering or time.monotonic() >= started + idle_timeout):
                 return 0
             for peer in readable:
                 if peer.conn in ready and (frame := self._receive(peer)) is not None:
                     self._pending[peer] = frame
                     deadline = deadline or time.monotonic() + self.batch_wait_s
-            if not ready and deadline is None and time.monotonic() >= started + idle_timeout:
-                return 0
         peers = list(self._pending)[: self.batch_size]
         results = self._segment([self._pending.pop(peer) for peer in peers])  # no view of a block outlives this
         for peer, result in zip(peers, results):

@@ -7,6 +7,7 @@ the failure test a server process that is killed with SIGKILL and restarted.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import multiprocessing as mp
 import os
@@ -62,18 +63,25 @@ def link(tmp_path) -> SegmenterLink:
     return SegmenterLink(str(tmp_path / "seg.sock"), timeout_s=60)
 
 
-@pytest.fixture
-def server(weights, link):
+@contextlib.contextmanager
+def serving(segmenter, link: SegmenterLink, batch_size: int, batch_wait_s: float):
     """A server answering in a thread of the test process, stopped afterwards."""
-    segmenter = MaskRCNNSegmenter(MaskRCNNConfig(weights=str(weights), **TINY))
-    server = SegmenterServer(segmenter, link, batch_size=4, batch_wait_s=2.0)
+    server = SegmenterServer(segmenter, link, batch_size=batch_size, batch_wait_s=batch_wait_s)
     stop = threading.Event()
     thread = threading.Thread(target=lambda: [server.serve_round(0.05) for _ in iter(stop.is_set, True)], daemon=True)
     thread.start()
-    yield server
-    stop.set()
-    thread.join(10)
-    server.close()
+    try:
+        yield server
+    finally:
+        stop.set()
+        thread.join(10)
+        server.close()
+
+
+@pytest.fixture
+def server(weights, link):
+    with serving(MaskRCNNSegmenter(MaskRCNNConfig(weights=str(weights), **TINY)), link, 4, 2.0) as server:
+        yield server
 
 
 def same_detections(remote, local) -> None:
@@ -161,10 +169,6 @@ class BrightestPixel:
 def test_more_cameras_than_the_batch_each_get_their_own_answers(link):
     """Six cameras, batch 2: frames left over wait for the next batch while answers of the last go out."""
     model = BrightestPixel()
-    server = SegmenterServer(model, link, batch_size=2, batch_wait_s=0.05)
-    stop = threading.Event()
-    thread = threading.Thread(target=lambda: [server.serve_round(0.05) for _ in iter(stop.is_set, True)], daemon=True)
-    thread.start()
     cameras = [RemoteSegmenter(link) for _ in range(6)]
     wrong: list[str] = []
 
@@ -178,20 +182,18 @@ def test_more_cameras_than_the_batch_each_get_their_own_answers(link):
                 wrong.append(f"camera {index} frame {step}: got {(det.masks[0].x0, det.masks[0].y0)}")
 
     threads = [threading.Thread(target=run, args=(index,)) for index in range(6)]
-    try:
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join(60)
-        assert not wrong, wrong[:5]
-        assert sum(model.batches) == 120 and max(model.batches) == 2
-        assert server.stats.frames == 120 and server.stats.as_dict()["mean_batch"] > 1.5  # mostly full batches
-    finally:
-        for camera in cameras:
-            camera.close()
-        stop.set()
-        thread.join(10)
-        server.close()
+    with serving(model, link, batch_size=2, batch_wait_s=0.05) as server:
+        try:
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join(60)
+            assert not wrong, wrong[:5]
+            assert sum(model.batches) == 120 and max(model.batches) == 2
+            assert server.stats.frames == 120 and server.stats.as_dict()["mean_batch"] > 1.5  # mostly full batches
+        finally:
+            for camera in cameras:
+                camera.close()
 
 
 class WholeFrame:
@@ -204,27 +206,21 @@ class WholeFrame:
 
 def test_a_camera_that_stops_reading_is_dropped_and_does_not_hold_up_the_others(link):
     server_link = SegmenterLink(link.address, timeout_s=1.0)  # the service's: how long an answer may wait to be read
-    server = SegmenterServer(WholeFrame(), server_link, batch_size=2, batch_wait_s=0.01)
-    stop = threading.Event()
-    thread = threading.Thread(target=lambda: [server.serve_round(0.05) for _ in iter(stop.is_set, True)], daemon=True)
-    thread.start()
     big = np.zeros((2000, 2000, 3), np.uint8)  # its answer, packed, is 500 kB: more than the socket takes unread
     hung = RemoteSegmenter(link)
     healthy = RemoteSegmenter(SegmenterLink(link.address, timeout_s=30))
-    try:
-        hung._connect().send((hung._frame_block(big.nbytes).name, big.shape))  # asks, then never reads
-        while server.stats.frames < 1:
-            time.sleep(0.01)
-        started = time.monotonic()
-        (det,) = healthy.segment([big])  # its answer queues behind the stuck one, which gives way after 1 s
-        assert det.masks[0].area == 2000 * 2000 and time.monotonic() - started < 10
-        assert len(server.peers) == 1  # the stuck camera was dropped
-    finally:
-        hung.close()
-        healthy.close()
-        stop.set()
-        thread.join(10)
-        server.close()
+    with serving(WholeFrame(), server_link, batch_size=2, batch_wait_s=0.01) as server:
+        try:
+            hung._connect().send((hung._frame_block(big.nbytes).name, big.shape))  # asks, then never reads
+            while server.stats.frames < 1:
+                time.sleep(0.01)
+            started = time.monotonic()
+            (det,) = healthy.segment([big])  # its answer queues behind the stuck one, which gives way after 1 s
+            assert det.masks[0].area == 2000 * 2000 and time.monotonic() - started < 10
+            assert len(server.peers) == 1  # the stuck camera was dropped
+        finally:
+            hung.close()
+            healthy.close()
 
 
 def test_a_camera_skips_frames_while_the_segmenter_process_is_away_and_reconnects(weights, link, tmp_path):

@@ -273,7 +273,7 @@ def test_two_cameras_share_one_segmenter_process_that_is_replaced_when_killed_or
         wait_for(lambda: frames("left") > 5 and frames("right") > 5, 120, "both cameras segmented")
         health = json.loads(get(base + "/healthz"))
         shared = health["segmenter"]
-        assert shared["worker_alive"] and shared["device"] == "cpu" and shared["workers"] == 2
+        assert shared["worker_alive"] and shared["device"] == ("cuda" if torch.cuda.is_available() else "cpu") and shared["workers"] == 2
         assert int(shared["batch_sizes"].get("2", 0)) >= 1 and shared["mean_batch"] > 1  # both cameras in one pass
         from dashboard.live_files import read_segmenter
 
