@@ -28,7 +28,7 @@ import numpy as np
 from sqlalchemy import Engine, Table, select
 
 from analytics.records import SIZE_FIELDS
-from analytics.store import (
+from storage.store import (
     Store,
     alarms,
     cameras,

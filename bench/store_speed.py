@@ -24,9 +24,9 @@ from pathlib import Path
 from sqlalchemy import create_engine, make_url, select, text
 from sqlalchemy.exc import OperationalError
 
-from analytics.export import load_events
 from analytics.records import CountRecord, EventRecord, Measurement, ObservationRecord, TrackRecord
-from analytics.store import Store, cameras, events, make_engine
+from storage.export import load_events
+from storage.store import Store, cameras, events, make_engine
 
 PG_URL = os.environ.get("MASKWATCH_TEST_PG_URL", "postgresql+psycopg://root@127.0.0.1:5432/test")
 CAMERAS = [f"cam-{i}" for i in range(4)]

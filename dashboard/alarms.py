@@ -1,9 +1,9 @@
 """Alarms page: the newest alarms with their snapshot, event and delivery state; operators acknowledge them.
 
-Acknowledging goes through :meth:`analytics.store.Store.acknowledge` (one
+Acknowledging goes through :meth:`storage.store.Store.acknowledge` (one
 conditional UPDATE: two operators cannot both win) and records who and when.
 Delivery state comes from the alarm outbox (``deliveries``, see
-:mod:`analytics.delivery`): per channel, delivered, pending with its attempts,
+:mod:`delivery.outbox`): per channel, delivered, pending with its attempts,
 or dead-lettered.
 """
 
@@ -12,10 +12,10 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from analytics.store import Store
 from dashboard import queries
 from dashboard.settings import Settings, User
 from dashboard.widgets import context, pick_cameras, pick_window, show_snapshot
+from storage.store import Store
 
 SEVERITIES = ("critical", "warning", "info")
 STATES = ("open", "acknowledged")

@@ -16,9 +16,9 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
-from analytics import export_table
 from dashboard import queries
 from dashboard.widgets import bucket_for, context, pick_cameras, pick_window
+from storage.export import export_table
 
 
 def _chart(frame: pd.DataFrame, value: str, color: str, title: str) -> alt.Chart:

@@ -16,7 +16,7 @@ import cv2
 import numpy as np
 import streamlit as st
 
-from dashboard.live_files import find_status, read_frame
+from storage.live import find_status, read_frame
 
 BLANK_SIZE = (720, 1280)  # height, width of the canvas when no frame of the camera can be had
 HIGHLIGHT = (0, 255, 255)

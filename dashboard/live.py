@@ -12,8 +12,8 @@ import time
 import pandas as pd
 import streamlit as st
 
-from dashboard.live_files import CameraStatus, read_frame, read_segmenter, read_statuses
 from dashboard.widgets import context
+from storage.live import CameraStatus, read_frame, read_segmenter, read_statuses
 
 BADGES = {"live": ("green", ":material/check_circle:"), "stale": ("red", ":material/schedule:"),
           "disconnected": ("red", ":material/link_off:"), "worker down": ("red", ":material/error:"),

@@ -22,11 +22,11 @@ from sqlalchemy import Engine, Float, Integer, and_, case, cast, func, inspect, 
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.sql import ColumnElement, Select
 
-from analytics import unique_counts
-from analytics.delivery import outbox_status
-from analytics.geometry_store import GEOMETRY_KEYS, camera_geometry, load_geometry
 from analytics.records import SIZE_FIELDS
-from analytics.store import (
+from delivery.outbox import outbox_status
+from storage.export import unique_counts
+from storage.geometry import GEOMETRY_KEYS, camera_geometry, load_geometry
+from storage.store import (
     alarms,
     cameras,
     counts,
@@ -329,7 +329,7 @@ def alarm_deliveries(url: str, alarm_ids: tuple[str, ...]) -> pd.DataFrame:
 
 @st.cache_data(ttl=TTL_S, show_spinner=False)
 def dead_letters(url: str, cameras_shown: tuple[str, ...]) -> pd.DataFrame:
-    """Deliveries that gave up (analytics.delivery.outbox_status), with the response that decided it."""
+    """Deliveries that gave up (delivery.outbox.outbox_status), with the response that decided it."""
     frames = [outbox_status(url, camera=camera, state="dead") for camera in cameras_shown if has_outbox(url)]
     dead = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
     if dead.empty:
@@ -423,7 +423,7 @@ def latest_run(url: str, camera_id: int, camera: str) -> dict[str, Any] | None:
 
 
 def saved_geometry(url: str, camera: str) -> tuple[dict[str, Any], float, str] | None:
-    """The dashboard-edited geometry (analytics.geometry_store), with when and by whom it was saved."""
+    """The dashboard-edited geometry (storage.geometry), with when and by whom it was saved."""
     found = load_geometry(url, camera)
     if found is None:
         return None

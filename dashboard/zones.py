@@ -1,6 +1,6 @@
 """Zones page: draw and edit a camera's zones, dynamic zones and lines; operators save them to the store.
 
-Geometry starts from what was last saved here (:mod:`analytics.geometry_store`),
+Geometry starts from what was last saved here (:mod:`storage.geometry`),
 else from the camera's latest run config. One item is edited at a time:
 click the frame to add vertices (a polygon's next point, a circle's centre, a
 line's next end), or type them in the table; the preview redraws as you go.
@@ -17,11 +17,11 @@ import pandas as pd
 import streamlit as st
 from streamlit_image_coordinates import streamlit_image_coordinates
 
-from analytics.geometry_store import save_geometry
 from dashboard import queries
 from dashboard.drawing import camera_background, draw_geometry, draw_points
 from dashboard.settings import Settings, User
 from dashboard.widgets import context, fmt_ts, pick_cameras
+from storage.geometry import save_geometry
 
 KINDS = {"zone": "zones", "line": "lines", "dynamic zone": "dynamic_zones"}  # item label → geometry key
 NEW_ITEMS = ("new polygon zone", "new circle zone", "new line", "new dynamic zone")

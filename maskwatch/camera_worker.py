@@ -19,13 +19,14 @@ from pathlib import Path
 import cv2
 
 from analytics.analyzer import Analyzer
-from analytics.geometry_store import load_geometry
+from common import redact_url
 from maskwatch.child_process import Lifetime, write_atomic
 from maskwatch.config import AppConfig, LiveCameraConfig
-from maskwatch.live import LiveSource, redact_url
+from maskwatch.live import LiveSource
 from maskwatch.pipeline import build_segmenter, open_store, store_url
 from maskwatch.render import draw_frame
 from maskwatch.segmenter_server import RemoteSegmenter, SegmenterLink, SegmenterUnavailable
+from storage.geometry import load_geometry
 from tracker.tracker import MaskTracker
 
 log = logging.getLogger(__name__)
@@ -40,7 +41,7 @@ GEOMETRY_POLL_S = 2.0
 
 
 def _edited_geometry(url: str, camera: LiveCameraConfig, applied_ts: float | None, analyzer: Analyzer):
-    """The camera with the geometry saved in the store, if newer than ``applied_ts`` (see analytics.geometry_store)."""
+    """The camera with the geometry saved in the store, if newer than ``applied_ts`` (see storage.geometry)."""
     try:
         saved = load_geometry(url, camera.name)
     except Exception as exc:  # a busy or unreachable store must not stop the camera: try again next poll

@@ -14,7 +14,7 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
-from segmenter.errors import InputError
+from common import InputError
 
 app = typer.Typer(
     add_completion=False,
@@ -220,7 +220,7 @@ def export(
     camera: str | None = typer.Option(None, "--camera", help="Only this camera."),
 ) -> None:
     """Export tracks, observations, events, alarms or counts over a time range to CSV or Parquet."""
-    from analytics.export import export_table
+    from storage.export import export_table
 
     rows = _store_call(db, lambda: export_table(db, table.value, out, since=since, until=until, camera=camera))
     console.print(f"{rows} {table.value} rows → {out}")
@@ -232,7 +232,7 @@ def purge(
     older_than_days: float = typer.Option(..., "--older-than-days", min=0, help="Delete observations older than this."),
 ) -> None:
     """Retention: delete old observations; events, alarms, tracks and counts are kept."""
-    from analytics.store import Store
+    from storage.store import Store
 
     def purge_now() -> int:
         with Store(db) as store:
@@ -248,7 +248,7 @@ def ack(
     user: str = typer.Option(..., "--user", help="Who acknowledges it."),
 ) -> None:
     """Acknowledge an alarm."""
-    from analytics.store import Store
+    from storage.store import Store
 
     def ack_now() -> bool:
         with Store(db) as store:
@@ -264,7 +264,7 @@ def _store_call(url: str, call):
     from sqlalchemy.engine import make_url
     from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
-    from maskwatch.live import redact_url
+    from common import redact_url
 
     try:
         parsed = make_url(url)

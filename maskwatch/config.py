@@ -9,10 +9,10 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from analytics.config import AlarmRule, CameraConfig, RulesConfig, SamplingConfig, StoreConfig
-from analytics.delivery import DeliveryConfig
-from analytics.mqtt import MqttConfig
+from common import InputError
 from dashboard.settings import DashboardSection
-from segmenter.errors import InputError
+from delivery.mqtt import MqttConfig
+from delivery.outbox import DeliveryConfig
 from segmenter.maskrcnn import MaskRCNNConfig
 from segmenter.motion import MotionConfig
 from segmenter.replay import ReplayConfig

@@ -24,7 +24,6 @@ os.environ.setdefault("OPENCV_FFMPEG_CAPTURE_OPTIONS", "rtsp_transport;tcp")  # 
 import enum
 import logging
 import random
-import re
 import threading
 import time
 from collections import deque
@@ -35,23 +34,12 @@ from types import TracebackType
 import cv2
 import numpy as np
 
-from segmenter.errors import InputError
+from common import InputError, redact_url
 
 logger = logging.getLogger(__name__)
 
-# scheme://user:password@ — the password runs to the last "@" before the host, as FFmpeg parses it
-_CREDENTIALS = re.compile(r"(?P<head>\b[A-Za-z][A-Za-z0-9+.-]*://[^:@/?#\s]*:)[^/?#\s]*@")
 _RATE_WINDOW_S = 2.0  # fps figures are averaged over this long: smooth, yet they fall to 0 soon after a stall
 _DEFAULT_FILE_FPS = 25.0  # for a file that does not state its frame rate
-
-
-def redact_url(url: str) -> str:
-    """``rtsp://user:pass@host/x`` → ``rtsp://user:***@host/x``; also inside longer text (error messages).
-
-    The user name stays (an operator needs to see which account is used); anything
-    without ``scheme://user:password@`` is returned unchanged.
-    """
-    return _CREDENTIALS.sub(r"\g<head>***@", url)
 
 
 @dataclass(frozen=True)

@@ -7,8 +7,8 @@ from pathlib import Path
 import yaml
 from pydantic import ValidationError
 
+from common import InputError
 from maskwatch.config import format_validation_error
-from segmenter.errors import InputError
 from segmenter.motsio import read_mots_detections
 from segmenter.replay import ReplayConfig, ReplaySegmenter
 from tracker.config import TrackerConfig

@@ -12,14 +12,13 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from sqlalchemy.exc import SQLAlchemyError
 
 from analytics.analyzer import Analyzer
-from analytics.store import Store
+from common import InputError, redact_url
 from maskwatch.config import AppConfig, SegmenterSection
-from maskwatch.live import redact_url
 from maskwatch.outputs import RunOutputs
 from maskwatch.render import VideoRenderer
 from maskwatch.sources import Frame, FramePool, FrameSource, read_ahead
 from segmenter.detections import Segmenter
-from segmenter.errors import InputError
+from storage.store import Store
 from tracker.tracker import MaskTracker, TrackObservation
 
 

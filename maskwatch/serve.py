@@ -30,13 +30,12 @@ from pathlib import Path
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
-from dashboard.live_files import SEGMENTER_STATUS
+from common import InputError, redact_url
 from maskwatch.camera_worker import run_camera, safe_name
 from maskwatch.config import AppConfig
-from maskwatch.live import redact_url
 from maskwatch.pipeline import store_url
 from maskwatch.segmenter_server import SegmenterLink, run_segmenter_process
-from segmenter.errors import InputError
+from storage.live import SEGMENTER_STATUS
 
 log = logging.getLogger(__name__)
 
@@ -304,7 +303,7 @@ def _http_server(service: Service, registry: CollectorRegistry) -> ThreadingHTTP
 
 def serve(config: AppConfig, out_dir: Path) -> int:
     """Run until SIGTERM/SIGINT; returns the exit code (0 after a clean stop)."""
-    from analytics.delivery import Sender, pending_count, webhook_channels
+    from delivery.outbox import Sender, pending_count, webhook_channels
 
     if not config.cameras:
         raise InputError("no cameras configured: add a 'cameras:' list (name, source) to the config")
@@ -315,7 +314,7 @@ def serve(config: AppConfig, out_dir: Path) -> int:
     channels: dict = dict(webhook_channels(config.delivery))
     mqtt = None
     if config.mqtt is not None:
-        from analytics.mqtt import MqttChannel, MqttPublisher
+        from delivery.mqtt import MqttChannel, MqttPublisher
 
         mqtt = MqttPublisher(config.mqtt)
         mqtt.connect()  # returns at once when the broker is down: it keeps retrying in the background

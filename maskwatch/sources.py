@@ -19,7 +19,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from segmenter.errors import InputError
+from common import InputError
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
 

@@ -34,7 +34,7 @@ from torchvision import tv_tensors
 from torchvision.ops import masks_to_boxes
 from torchvision.transforms import v2
 
-from segmenter.errors import InputError
+from common import InputError
 from segmenter.masks import CropMask
 from segmenter.motsio import check_rle, read_mots
 

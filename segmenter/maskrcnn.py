@@ -25,8 +25,8 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 from pydantic import BaseModel, Field, field_validator, model_validator
 
+from common import InputError
 from segmenter.detections import Detections
-from segmenter.errors import InputError
 from segmenter.masks import CropMask
 
 if TYPE_CHECKING:

@@ -22,8 +22,8 @@ import cv2
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from common import InputError
 from segmenter.detections import Detections
-from segmenter.errors import InputError
 from segmenter.masks import CropMask
 
 MOG2_FOREGROUND = 255  # MOG2 writes 127 for shadow pixels, 255 for foreground

@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from segmenter.errors import InputError
+from common import InputError
 from segmenter.masks import CropMask
 
 

@@ -17,8 +17,8 @@ from typing import Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
+from common import InputError
 from segmenter.detections import Detections
-from segmenter.errors import InputError
 from segmenter.masks import CropMask
 from segmenter.motsio import check_rle, read_mots_detections
 

@@ -33,6 +33,7 @@ from torchvision.models.detection.faster_rcnn import FastRCNNPredictor
 from torchvision.models.detection.mask_rcnn import MaskRCNNPredictor
 from torchvision.models.detection.transform import resize_boxes
 
+from common import InputError
 from segmenter.coco_eval import Prediction, Truth, mask_ap
 from segmenter.datasets import (
     DatasetIndex,
@@ -45,7 +46,6 @@ from segmenter.datasets import (
     parse_classes,
     split_samples,
 )
-from segmenter.errors import InputError
 from segmenter.maskrcnn import BACKGROUND, names_by_label, paste_crops, read_checkpoint
 from segmenter.roi_inference import detect
 

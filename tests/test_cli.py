@@ -53,7 +53,7 @@ def test_corrupt_image_in_folder_keeps_earlier_results(tmp_path):
     assert (out / "summary.json").is_file() and (out / "observations.csv").is_file()
     from sqlalchemy import select
 
-    from analytics.store import make_engine, runs
+    from storage.store import make_engine, runs
 
     with make_engine(f"sqlite:///{out / 'maskwatch.db'}").connect() as conn:  # the store keeps the run, marked failed
         assert conn.execute(select(runs.c.status, runs.c.frames)).one() == ("failed", 12)
@@ -154,7 +154,7 @@ def test_invalid_analytics_config_is_named(tmp_path):
 
 def test_export_ack_and_purge_commands(tmp_path):
     from analytics.records import AlarmRecord, EventRecord, ObservationRecord
-    from analytics.store import Store
+    from storage.store import Store
 
     url = f"sqlite:///{tmp_path / 'site.db'}"
     event = EventRecord("zone_enter", "gate", 1000.0, 5, 0.5, track_id=3, class_name="person", zone="pit")

@@ -23,9 +23,9 @@ import pytest
 import yaml
 from streamlit.testing.v1 import AppTest
 
-from analytics.geometry_store import load_geometry, save_geometry
 from dashboard.passwords import hash_password, verify_password
 from dashboard.settings import SettingsError, load_settings
+from storage.geometry import load_geometry, save_geometry
 
 REPO = Path(__file__).resolve().parents[1]
 APP = REPO / "dashboard" / "app.py"

@@ -33,7 +33,8 @@ from sqlalchemy import func, inspect, select
 from standardwebhooks import Webhook
 from standardwebhooks.webhooks import WebhookVerificationError
 
-from analytics.delivery import (
+from analytics.records import AlarmRecord, EventRecord
+from delivery.outbox import (
     BackoffConfig,
     DeliveryConfig,
     Sender,
@@ -45,8 +46,7 @@ from analytics.delivery import (
     retry_after_seconds,
     webhook_channels,
 )
-from analytics.records import AlarmRecord, EventRecord
-from analytics.store import Store, alarms, deliveries, events, make_engine
+from storage.store import Store, alarms, deliveries, events, make_engine
 
 T0 = 1_700_000_000.25  # 2023-11-14T22:13:20.25Z
 REPO = Path(__file__).resolve().parents[1]
@@ -389,7 +389,7 @@ def test_the_rate_limit_spaces_requests(store_url: str, receiver: Receiver) -> N
 
 SENDER = """
 import sys, threading
-from analytics.delivery import DeliveryConfig, Sender, webhook_channels
+from delivery.outbox import DeliveryConfig, Sender, webhook_channels
 
 config = DeliveryConfig.model_validate_json(sys.argv[2])
 Sender(sys.argv[1], webhook_channels(config), config).run(threading.Event())
@@ -428,7 +428,7 @@ def test_a_killed_sender_loses_no_alarm(store_url: str) -> None:
 WRITER = """
 import sys, time
 from analytics.records import AlarmRecord, EventRecord
-from analytics.store import Store
+from storage.store import Store
 
 with Store(sys.argv[1]) as store:
     run = store.start_run("dock", "rtsp://dock", segmenter="motion", unit="px", started_ts=time.time())

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from segmenter.errors import InputError
+from common import InputError
 from segmenter.masks import CropMask
 from segmenter.motsio import format_mots_line, read_mots
 from tracker.evaluate import evaluate_mots

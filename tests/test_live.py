@@ -24,8 +24,8 @@ import cv2
 import numpy as np
 import pytest
 
-from maskwatch.live import LiveFrame, LiveSource, redact_url
-from segmenter.errors import InputError
+from common import InputError, redact_url
+from maskwatch.live import LiveFrame, LiveSource
 
 REPO = Path(__file__).resolve().parents[1]
 SERVER = REPO / "tests" / "rtsp_server.py"

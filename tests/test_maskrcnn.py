@@ -17,8 +17,8 @@ from torchvision.models.detection import (
     maskrcnn_resnet50_fpn_v2,
 )
 
+from common import InputError
 from segmenter import maskrcnn
-from segmenter.errors import InputError
 from segmenter.maskrcnn import MaskRCNNConfig, MaskRCNNSegmenter, autocast_dtype, paste_crops, resolve_device
 from segmenter.masks import CropMask, mask_iou
 

@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
-from segmenter import CropMask, InputError, mask_iou
+from common import InputError
+from segmenter import CropMask, mask_iou
 from segmenter.motion import MotionClassRule, MotionConfig, MotionSegmenter, components
 
 H, W = 240, 320

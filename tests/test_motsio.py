@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from pycocotools import mask as mask_utils
 
-from segmenter.errors import InputError
+from common import InputError
 from segmenter.masks import CropMask
 from segmenter.motsio import format_detection_line, format_mots_line, read_mots, read_mots_detections, rle_total
 

@@ -26,10 +26,10 @@ from paho.mqtt.enums import CallbackAPIVersion
 from pydantic import ValidationError
 from sqlalchemy import select
 
-from analytics.delivery import DeliveryConfig, Sender, alarm_payload
-from analytics.mqtt import MqttChannel, MqttConfig, MqttPublisher
 from analytics.records import AlarmRecord, EventRecord
-from analytics.store import Store, deliveries
+from delivery.mqtt import MqttChannel, MqttConfig, MqttPublisher
+from delivery.outbox import DeliveryConfig, Sender, alarm_payload
+from storage.store import Store, deliveries
 
 BROKER = ("127.0.0.1", 1883)
 REPO = Path(__file__).resolve().parents[1]
@@ -207,7 +207,7 @@ def test_last_will_says_offline_when_the_process_is_killed(prefix: str) -> None:
     subscriber = Subscriber(f"{prefix}/status")
     script = textwrap.dedent(f"""
         import time
-        from analytics.mqtt import MqttConfig, MqttPublisher
+        from delivery.mqtt import MqttConfig, MqttPublisher
         publisher = MqttPublisher(MqttConfig.model_validate_json({config.model_dump_json()!r}))
         assert publisher.connect(timeout=10)
         time.sleep(60)

@@ -132,8 +132,8 @@ def truth_line_crossings(truth, x_line: float, top: float, bottom: float) -> dic
 
 
 def test_line_counts_zone_events_and_store_match_the_scene(scene, run_output):
-    from analytics import load_events, load_tracks
     from maskwatch.synthetic import BELT, COUNT_LINE_X
+    from storage.export import load_events, load_tracks
 
     _, truth, _ = scene
     out, stdout = run_output

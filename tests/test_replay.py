@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from segmenter.errors import InputError
+from common import InputError
 from segmenter.masks import CropMask
 from segmenter.motsio import format_detection_line
 from segmenter.replay import ReplayConfig, ReplaySegmenter

@@ -21,6 +21,7 @@ import pytest
 import torch
 from torchvision.models.detection import maskrcnn_resnet50_fpn_v2
 
+from common import InputError
 from maskwatch.config import SegmenterSection, parse_config
 from maskwatch.segmenter_server import (
     RemoteSegmenter,
@@ -30,7 +31,6 @@ from maskwatch.segmenter_server import (
     run_segmenter_process,
 )
 from segmenter.detections import Detections
-from segmenter.errors import InputError
 from segmenter.maskrcnn import MaskRCNNConfig, MaskRCNNSegmenter
 from segmenter.masks import CropMask, mask_iou
 

@@ -24,8 +24,8 @@ import yaml
 from sqlalchemy import select
 from standardwebhooks import Webhook
 
-from analytics.store import alarms, make_engine, runs
 from maskwatch.synthetic import demo_config, render_scene
+from storage.store import alarms, make_engine, runs
 from tests.test_live import RtspCamera, gstreamer  # noqa: F401 (a fixture)
 from tests.test_mqtt import Subscriber, prefix  # noqa: F401 (a fixture)
 
@@ -149,7 +149,7 @@ def test_serve_tracks_a_live_clip_keeps_a_dead_camera_in_backoff_and_delivers_al
     assert (out / "live" / "belt.jpg").stat().st_size > 1000  # the latest annotated frame for the dashboard
 
     # a zone drawn in the dashboard (saved to the store) is picked up by the running service, no restart
-    from analytics.geometry_store import save_geometry
+    from storage.geometry import save_geometry
 
     whole = {"name": "whole-belt", "polygon": [[0, 150], [639, 150], [639, 250], [0, 250]], "enter_frames": 1}
     save_geometry(f"sqlite:///{out / 'maskwatch.db'}", "belt", [whole], [], [], "test")
@@ -275,7 +275,7 @@ def test_two_cameras_share_one_segmenter_process_that_is_replaced_when_killed_or
         shared = health["segmenter"]
         assert shared["worker_alive"] and shared["device"] == ("cuda" if torch.cuda.is_available() else "cpu") and shared["workers"] == 2
         assert int(shared["batch_sizes"].get("2", 0)) >= 1 and shared["mean_batch"] > 1  # both cameras in one pass
-        from dashboard.live_files import read_segmenter
+        from storage.live import read_segmenter
 
         written = read_segmenter(tmp_path / "out" / "live")  # what the dashboard's Live page shows
         assert {"device", "frames", "batches", "mean_batch", "workers", "updated_ts"} <= written.keys()

@@ -8,9 +8,9 @@ import cv2
 import numpy as np
 import pytest
 
+from common import InputError
 from maskwatch.sources import Frame, FramePool, FrameSource, PoolClosed, read_ahead
 from maskwatch.synthetic import render_scene
-from segmenter.errors import InputError
 
 
 def frames(n: int, fail_at: int | None = None):

@@ -20,7 +20,6 @@ import pytest
 from sqlalchemy import Executable, Table, delete, event, func, inspect, select, text
 from sqlalchemy.exc import IntegrityError
 
-from analytics import export_table, load_alarms, load_counts, load_events, load_observations, load_tracks, unique_counts
 from analytics.records import (
     SIZE_FIELDS,
     AlarmRecord,
@@ -30,7 +29,16 @@ from analytics.records import (
     ObservationRecord,
     TrackRecord,
 )
-from analytics.store import Store, alarms, cameras, counts, events, make_engine, observations, runs
+from storage.export import (
+    export_table,
+    load_alarms,
+    load_counts,
+    load_events,
+    load_observations,
+    load_tracks,
+    unique_counts,
+)
+from storage.store import Store, alarms, cameras, counts, events, make_engine, observations, runs
 
 T0 = 1_700_000_000.25  # 2023-11-14T22:13:20.25Z
 REPO = Path(__file__).resolve().parents[1]
@@ -324,7 +332,7 @@ def test_retention_deletes_only_old_observations(store_url: str) -> None:
 CRASHING_WRITER = """
 import os, signal, sys, threading
 from analytics.records import CountRecord, ObservationRecord
-from analytics.store import Store
+from storage.store import Store
 
 url, kill_after = sys.argv[1], float(sys.argv[2])
 store = Store(url, batch_frames=10, batch_seconds=3600)
@@ -410,7 +418,7 @@ def test_inconsistent_input_is_refused(store_url: str) -> None:
 
 
 def test_hourly_counts_fold_the_samples_and_rebuild_gives_the_same(store_url: str) -> None:
-    from analytics.store import counts_hourly, rebuild_hourly_counts
+    from storage.store import counts_hourly, rebuild_hourly_counts
 
     hour = 1_700_000_000.0 - 1_700_000_000.0 % 3600
     with Store(store_url, batch_frames=7, batch_seconds=NEVER) as store:  # batches split the hours: upserts merge

@@ -19,9 +19,9 @@ import torch
 from rich.console import Console
 from torchvision.models.detection import MaskRCNN_ResNet50_FPN_V2_Weights
 
+from common import InputError
 from segmenter.coco_eval import Prediction, Truth, mask_ap
 from segmenter.datasets import InstanceDataset, build_augmentation, load_dataset, split_samples
-from segmenter.errors import InputError
 from segmenter.maskrcnn import MaskRCNNConfig, MaskRCNNSegmenter
 from segmenter.masks import CropMask
 from segmenter.motsio import format_mots_line, read_mots

@@ -17,7 +17,7 @@ from typing import Literal
 
 import trackeval
 
-from segmenter.errors import InputError
+from common import InputError
 from segmenter.motsio import read_mots
 
 Format = Literal["mots20", "kitti"]

@@ -9,7 +9,7 @@ an operator must never wait for a batch to fill.
 
 Every alarm carries its outbox: one ``deliveries`` row per channel it must reach
 (webhook names, "mqtt"), inserted in the alarm's own transaction, so an alarm is
-never stored without them nor they without it. :mod:`analytics.delivery` sends them.
+never stored without them nor they without it. :mod:`delivery.outbox` sends them.
 
 Times are float UTC epoch seconds (``ts``), stored as double precision.
 """
@@ -173,7 +173,7 @@ alarms = Table(
     Index("alarms_state_ts", "state", "ts"),
 )
 
-deliveries = Table(  # the alarm outbox: what analytics.delivery still has to send, and what became of it
+deliveries = Table(  # the alarm outbox: what delivery.outbox still has to send, and what became of it
     "deliveries",
     metadata,
     Column("id", BigId, primary_key=True, autoincrement=True),
@@ -391,7 +391,7 @@ class Store:
     """Buffered writer of one process's runs; also the place for alarm acknowledgement and retention.
 
     Not thread-safe: one pipeline thread writes. Readers (dashboard, exports) use
-    their own connections through :mod:`analytics.export`.
+    their own connections through :mod:`storage.export`.
     """
 
     def __init__(self, url: str, *, batch_frames: int = 30, batch_seconds: float = 2.0) -> None:

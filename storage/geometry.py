@@ -33,7 +33,7 @@ from sqlalchemy import Column, Double, Engine, Integer, MetaData, String, Table,
 from sqlalchemy.dialects import postgresql, sqlite
 
 from analytics.config import CameraConfig
-from analytics.store import make_engine
+from storage.store import make_engine
 
 GEOMETRY_KEYS = ("zones", "dynamic_zones", "lines")
 

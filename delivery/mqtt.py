@@ -5,7 +5,7 @@ Topics (``prefix`` is :attr:`MqttConfig.topic_prefix`, ``camera`` the camera nam
 ====================================  ==========================================  ===  ========
 topic                                 payload                                     QoS  retained
 ====================================  ==========================================  ===  ========
-``{prefix}/{camera}/alarm``           the alarm JSON (:func:`analytics.delivery.  1    no
+``{prefix}/{camera}/alarm``           the alarm JSON (:func:`delivery.outbox.  1    no
                                       alarm_payload`), one message per alarm
 ``{prefix}/{camera}/counts``          ``{"ts", "visible": {class: n},             1    yes
                                       "zones": {zone: {class: n}}}``
@@ -39,7 +39,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.reasoncodes import ReasonCode
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
-from analytics.delivery import DeliveryResult, SnapshotMode
+from delivery.outbox import DeliveryResult, SnapshotMode
 
 log = logging.getLogger(__name__)
 
@@ -245,7 +245,7 @@ class MqttChannel:
 
 
 def _camera_of(payload: dict) -> str:
-    """The camera of an :func:`analytics.delivery.alarm_payload` body."""
+    """The camera of an :func:`delivery.outbox.alarm_payload` body."""
     camera = payload["alarm"]["camera"]
     if not isinstance(camera, str) or not camera:
         raise ValueError(f"camera is {camera!r}")

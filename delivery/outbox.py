@@ -7,7 +7,7 @@ nothing: a delivery in flight is still ``pending`` and goes out again after a re
 Delivery is therefore *at least once*; receivers dedupe on ``webhook-id``.
 
 A channel is anything with a ``name``, a ``snapshot`` mode and a ``deliver`` method
-(:class:`Channel`): :class:`WebhookChannel` here, MQTT in :mod:`analytics.mqtt`.
+(:class:`Channel`): :class:`WebhookChannel` here, MQTT in :mod:`delivery.mqtt`.
 Both send the same :func:`alarm_payload`.
 """
 
@@ -37,7 +37,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import OperationalError
 from standardwebhooks import Webhook
 
-from analytics.store import alarms, cameras, deliveries, events, make_engine, metadata
+from storage.store import alarms, cameras, deliveries, events, make_engine, metadata
 
 log = logging.getLogger(__name__)
 
@@ -151,7 +151,7 @@ class DeliveryResult:
 
 
 class Channel(Protocol):
-    """A way out for alarms: webhooks here, MQTT in :mod:`analytics.mqtt`.
+    """A way out for alarms: webhooks here, MQTT in :mod:`delivery.mqtt`.
 
     ``deliver`` sends one payload and reports the outcome instead of raising; it may
     block (timeouts, rate limits) since the Sender calls it from its own loop.

@@ -16,7 +16,7 @@ from typing import Any, Literal
 import pandas as pd
 from sqlalchemy import Boolean, Double, Integer, Table, func, select
 
-from analytics.store import alarms, cameras, counts, events, make_engine, observations, tracks
+from storage.store import alarms, cameras, counts, events, make_engine, observations, tracks
 
 TimeLike = dt.datetime | pd.Timestamp | str | float | int
 TableName = Literal["tracks", "observations", "events", "alarms", "counts"]

@@ -1,0 +1,1 @@
+"""Where analytics records are kept and read back: schema and migrations, the buffered writer, readers, live files."""
