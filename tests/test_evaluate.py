@@ -75,3 +75,39 @@ def test_shared_ground_truth_scores_itself_perfectly(shared_data):
     kitti = shared_data / "kitti_mots_train" / "0012.txt"  # cars and pedestrians, short
     m = evaluate_mots(kitti, kitti, "kitti")
     assert m["car/HOTA"] == pytest.approx(100) and m["pedestrian/IDF1"] == pytest.approx(100)
+
+
+def one_disc_line(frame, obj=1, cls=2, size=(H, W), x=0):
+    return format_mots_line(frame, obj, cls, CropMask(np.ones((5, 5), bool), x, 0).to_rle(*size))
+
+
+BAD_INPUTS = {
+    "kitti gt from 0, tracks from 1": ("kitti", lambda gt, p: synthetic_gt(p, first=1), "frames 1..20 do not fit"),
+    "mots20 tracks from 0": ("mots20", lambda gt, p: synthetic_gt(p, first=0), "frames 0..19 do not fit"),
+    "missing tracks file": ("mots20", lambda gt, p: p.parent / "absent.txt", "file not found"),
+    "malformed line": ("mots20", lambda gt, p: p.write_text("1 1 2 60 80\n") and p, "expected 6 fields"),
+    "wrong format": ("mot17", lambda gt, p: gt, "unknown format 'mot17'"),
+    "other image size": ("mots20", lambda gt, p: p.write_text(one_disc_line(1, size=(30, 40)) + "\n") and p, "30x40"),
+    "no scored class": ("mots20", lambda gt, p: p.write_text(one_disc_line(1, cls=1) + "\n") and p, "no line has a class"),
+    "id twice in a frame": (
+        "mots20", lambda gt, p: p.write_text(one_disc_line(1) + "\n" + one_disc_line(1, x=20) + "\n") and p, "same ID"
+    ),
+}
+
+
+@pytest.mark.parametrize("case", BAD_INPUTS)
+def test_bad_input_is_one_input_error_line_and_no_traceback(tmp_path, capfd, case):
+    fmt, make_pred, message = BAD_INPUTS[case]
+    gt = synthetic_gt(tmp_path / "gt.txt", first=0 if fmt == "kitti" else 1)
+    pred = make_pred(gt, tmp_path / "p.txt")
+    with pytest.raises(InputError, match=message) as info:
+        evaluate_mots(gt, pred, fmt)
+    assert "\n" not in str(info.value)
+    out, err = capfd.readouterr()
+    assert out == "" and err == ""
+
+
+def test_ground_truth_numbered_from_zero_is_not_mots20(tmp_path):
+    gt = synthetic_gt(tmp_path / "gt.txt", first=0)
+    with pytest.raises(InputError, match="mots20 numbers frames from 1"):
+        evaluate_mots(gt, gt, "mots20")

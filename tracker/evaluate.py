@@ -3,7 +3,9 @@
 TrackEval wants its benchmark folder layout; this module builds it in a
 temporary directory for one sequence (gt file + result file), runs the
 evaluator quietly on one process and returns a flat dict. The metrics code is
-TrackEval's own, untouched: only the dataset plumbing lives here.
+TrackEval's own, untouched: only the dataset plumbing lives here. Inputs are
+checked first, and anything TrackEval still rejects is re-raised as one
+:class:`InputError` line, never as its traceback.
 """
 
 from __future__ import annotations
@@ -18,10 +20,12 @@ from typing import Literal
 import trackeval
 
 from common import InputError
-from segmenter.motsio import read_mots
+from segmenter.motsio import MotsRecord, read_mots
 
 Format = Literal["mots20", "kitti"]
 _CLASSES = {"mots20": ["pedestrian"], "kitti": ["car", "pedestrian"]}
+_CLASS_IDS = {"car": 1, "pedestrian": 2}  # both benchmarks' numbering
+_FIRST_FRAME = {"mots20": 1, "kitti": 0}
 
 
 def _flatten(result: dict) -> dict[str, float]:
@@ -66,13 +70,15 @@ def evaluate_mots(gt_path: Path | str, pred_path: Path | str, fmt: Format = "mot
     from 0) the plain keys are the detection-weighted average over car and
     pedestrian, and ``car/HOTA``, ``pedestrian/HOTA``… give each class.
     """
+    if fmt not in _FIRST_FRAME:
+        raise InputError(f"unknown format {fmt!r}: expected one of {', '.join(_FIRST_FRAME)}")
     gt_path, pred_path = Path(gt_path), Path(pred_path)
     gt = read_mots(gt_path)  # validates, and tells the sequence length
-    read_mots(pred_path)
+    pred = read_mots(pred_path)
     if not gt:
         raise InputError(f"{gt_path}: ground truth is empty")
-    last = max(r.frame for r in gt)
-    length = last if fmt == "mots20" else last + 1
+    last = _check_fit(gt, pred, gt_path, pred_path, fmt)
+    length = last - _FIRST_FRAME[fmt] + 1
     eval_config = trackeval.Evaluator.get_default_eval_config()
     eval_config.update(
         USE_PARALLEL=False, PRINT_RESULTS=False, PRINT_CONFIG=False, TIME_PROGRESS=False, OUTPUT_SUMMARY=False,
@@ -85,11 +91,12 @@ def evaluate_mots(gt_path: Path | str, pred_path: Path | str, fmt: Format = "mot
         dataset_cls = trackeval.datasets.MOTSChallenge if fmt == "mots20" else trackeval.datasets.KittiMOTS
         quiet = {"PRINT_CONFIG": False}
         metrics = [trackeval.metrics.HOTA(quiet), trackeval.metrics.CLEAR(quiet), trackeval.metrics.Identity(quiet)]
-        try:
-            with contextlib.redirect_stdout(io.StringIO()):
+        try:  # TrackEval prints a traceback to stderr before re-raising: both streams are silenced
+            with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
                 results, _ = trackeval.Evaluator(eval_config).evaluate([dataset_cls(dataset_config)], metrics)
-        except trackeval.utils.TrackEvalException as exc:
-            raise InputError(f"TrackEval rejected {pred_path}: {exc}") from None
+        except Exception as exc:  # whatever TrackEval raises is about these inputs
+            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise InputError(f"TrackEval rejected {pred_path} against {gt_path}: {reason}") from None
     combined = next(iter(results.values()))["maskwatch"]["COMBINED_SEQ"]
     if fmt == "mots20":
         return _flatten(combined["pedestrian"])
@@ -98,3 +105,34 @@ def evaluate_mots(gt_path: Path | str, pred_path: Path | str, fmt: Format = "mot
     for cls in _CLASSES["kitti"]:
         out.update({f"{cls}/{k}": v for k, v in _flatten(combined[cls]).items()})
     return out
+
+
+def _check_fit(gt: list[MotsRecord], pred: list[MotsRecord], gt_path: Path, pred_path: Path, fmt: Format) -> int:
+    """Frame numbers, image sizes and classes of both files fit ``fmt`` and each other; returns the last frame.
+
+    TrackEval would reject a misfit with a traceback (frames) or silently score it
+    zero (image size, classes); here it is one line that says what to change.
+    """
+    first, last = _FIRST_FRAME[fmt], max(r.frame for r in gt)
+    gt_first = min(r.frame for r in gt)
+    if gt_first < first:
+        raise InputError(f"{gt_path}: frame {gt_first} in the ground truth, but {fmt} numbers frames from {first}; "
+                         f"is --format right?")
+    if pred:
+        lo, hi = min(r.frame for r in pred), max(r.frame for r in pred)
+        if lo < first or hi > last:
+            raise InputError(f"{pred_path}: frames {lo}..{hi} do not fit the ground truth's {first}..{last} "
+                             f"({fmt} numbers frames from {first}); are the tracks numbered from the same frame?")
+    sizes = {(r.height, r.width) for r in gt}
+    if len(sizes) > 1:
+        raise InputError(f"{gt_path}: image sizes differ between lines: {sorted(sizes)}")
+    (size,) = sizes
+    other = next((r for r in pred if (r.height, r.width) != size), None)
+    if other is not None:
+        raise InputError(f"{pred_path}: frame {other.frame} has image size {other.height}x{other.width}, "
+                         f"the ground truth {size[0]}x{size[1]}")
+    scored = {_CLASS_IDS[c] for c in _CLASSES[fmt]}
+    if pred and not any(r.class_id in scored for r in pred):
+        names = ", ".join(f"{c} ({_CLASS_IDS[c]})" for c in _CLASSES[fmt])
+        raise InputError(f"{pred_path}: no line has a class {fmt} scores: {names}")
+    return last
