@@ -11,7 +11,10 @@
 6. each event gets its snapshot; observations and visible counts are sampled.
 
 Only confirmed tracks reach this stage, so tentative tracks and flickers
-never inflate a count.
+never inflate a count. Every duration (dwell, speed, cooldown, sampling) is a
+difference of the frames' monotonic timestamps (``pts``), never a frame count
+over a rate, so dropped or irregular frames do not stretch it; records carry
+the wall-clock ``ts`` of the same frame and the track's ``track_uid``.
 """
 
 from __future__ import annotations
@@ -59,6 +62,7 @@ class FrameAnalytics:
 
 @dataclass
 class _TrackSummary:
+    track_uid: str
     class_name: str
     first_frame: int
     first_ts: float
@@ -67,7 +71,7 @@ class _TrackSummary:
     frames_seen: int = 0
     sizes: deque = field(default_factory=lambda: deque(maxlen=_SAMPLES_KEPT))  # clean measurements, one tuple of SIZE_FIELDS each
     speeds: deque = field(default_factory=lambda: deque(maxlen=_SAMPLES_KEPT))
-    last_world: tuple[float, float, float] | None = None  # (x, y, ts) of the last measured centroid
+    last_world: tuple[float, float, float] | None = None  # (x, y, pts) of the last measured centroid
     fired: set[str] = field(default_factory=set)  # size rules already raised
     snapshot: str | None = None
 
@@ -75,7 +79,7 @@ class _TrackSummary:
 def quartiles(values: np.ndarray) -> np.ndarray:
     """25th, 50th and 75th percentiles along axis 0 (numpy's default linear method), from one sort.
 
-    np.percentile costs ~200 µs of overhead per call; this runs for every live track.
+    Runs for every live track: one sort instead of np.percentile's per-call overhead.
     """
     ordered = np.sort(values, axis=0)
     position = np.array([0.25, 0.5, 0.75]) * (len(ordered) - 1)
@@ -100,35 +104,33 @@ class Analyzer:
         rules: RulesConfig | None = None,
         alarms: list[AlarmRule] | None = None,
         *,
-        fps: float,
         sampling: SamplingConfig | None = None,
         snapshot_dir: Path | None = None,
     ) -> None:
         self.camera, self.rules, self.alarm_rules = camera, rules or RulesConfig(), alarms or []
-        self.fps, self.sampling = fps, sampling or SamplingConfig()
+        self.sampling = sampling or SamplingConfig()
         self.calibration = Calibration(camera.calibration)
-        self.zones = ZoneMonitor(camera.zones, camera.dynamic_zones, fps, self.calibration)
+        self.zones = ZoneMonitor(camera.zones, camera.dynamic_zones, self.calibration)
         self.lines = LineCounter(camera.lines)
         self.snapshots = SnapshotWriter(snapshot_dir, camera.name) if snapshot_dir and self.sampling.snapshots else None
         self.tracks: dict[int, _TrackSummary] = {}
         self.unique: dict[str, int] = {}  # class → confirmed tracks so far
-        self.event_totals: dict[str, int] = {}
         self.alarm_total = 0
         self._count_active: set[str] = set()  # count rules currently above their threshold
-        self._cooldown: dict[tuple[str, object], float] = {}
+        self._cooldown: dict[tuple[str, object], float] = {}  # (rule, track uid or (zone, rule)) → pts of last alarm
         self._classes_seen: set[str] = set()
         self._next_count_pts = 0.0
 
     def update(self, frame: int, pts: float, ts: float, image: np.ndarray | None, result: FrameTracks) -> FrameAnalytics:
+        """One frame: ``pts`` its monotonic time in s (the clock of every duration), ``ts`` its wall-clock epoch."""
         out = FrameAnalytics(frame, ts)
         image_size = image.shape[:2] if image is not None else None
         current = {t.track_id: t for t in result.tracks}
         crossings: list[LineCrossing] = []
 
         for obs in sorted(result.backfill, key=lambda o: o.frame):  # 1
-            obs_ts = ts - (frame - obs.frame) / self.fps
-            self._summary(obs, obs_ts).frames_seen += 1
-            crossings += self.lines.update(obs.frame, obs.track_id, obs.class_name, obs.mask.centroid())
+            self._summary(obs, ts - (pts - obs.pts)).frames_seen += 1
+            crossings += self.lines.update(obs.frame, obs.pts, obs.track_id, obs.class_name, obs.mask.centroid())
 
         measuring = frame % self.sampling.measure_every == 0  # 2
         observing = frame % self.sampling.observe_every == 0
@@ -148,15 +150,16 @@ class Analyzer:
             if m is not None and m.clean:
                 summary.sizes.append(tuple(getattr(m, name) for name in SIZE_FIELDS))
                 sampled.append(obs)
-            speed = self._speed(summary, cx, cy, ts) if obs.track_id in measurements else None
-            crossings += self.lines.update(frame, obs.track_id, obs.class_name, (cx, cy))
+            speed = self._speed(summary, cx, cy, pts) if obs.track_id in measurements else None
+            crossings += self.lines.update(frame, pts, obs.track_id, obs.class_name, (cx, cy))
             if observing:
                 out.observations.append(
-                    ObservationRecord(ts, frame, pts, obs.track_id, obs.class_name, obs.score, tuple(float(v) for v in obs.box),
-                                      round(cx, 2), round(cy, 2), obs.mask.area, m, speed, ())
+                    ObservationRecord(ts, frame, pts, obs.track_id, obs.track_uid, obs.class_name, obs.score,
+                                      tuple(float(v) for v in obs.box), round(cx, 2), round(cy, 2), obs.mask.area, m,
+                                      speed, ())
                 )
 
-        zone_events = self.zones.update(frame, image_size or (0, 0), result.tracks, result.removed_ids)  # 3
+        zone_events = self.zones.update(frame, pts, image_size or (0, 0), result.tracks, result.removed_ids)  # 3
         if out.observations and (self.camera.zones or self.camera.dynamic_zones):
             out.observations = [_with_zones(o, self.zones.inside_zones(o.track_id)) for o in out.observations]
         events = [self._zone_event(e, ts, pts) for e in zone_events]
@@ -175,7 +178,6 @@ class Analyzer:
                     self.tracks[event.track_id].snapshot = event.snapshot
             out.events.append(event)
             out.alarms += self._alarms(event)
-            self.event_totals[event.kind] = self.event_totals.get(event.kind, 0) + 1
         self.alarm_total += len(out.alarms)
 
         summarizing = pts + 1e-9 >= self._next_count_pts  # counts and live track summaries: every count_every_s
@@ -194,10 +196,9 @@ class Analyzer:
     def close(self, frame: int, ts: float, pts: float) -> FrameAnalytics:
         """End of stream: every track still in a zone exits; final track summaries."""
         out = FrameAnalytics(frame, ts)
-        out.events = [self._zone_event(e, ts, pts) for e in self.zones.close(frame)]
+        out.events = [self._zone_event(e, ts, pts) for e in self.zones.close(frame, pts)]
         for event in out.events:
             out.alarms += self._alarms(event)
-            self.event_totals[event.kind] = self.event_totals.get(event.kind, 0) + 1
         self.alarm_total += len(out.alarms)
         out.tracks = [self.track_record(tid) for tid in self.tracks]
         return out
@@ -209,7 +210,7 @@ class Analyzer:
         was redrawn enters it again. Counts, sizes and track summaries are kept.
         """
         self.camera = camera
-        self.zones = ZoneMonitor(camera.zones, camera.dynamic_zones, self.fps, self.calibration)
+        self.zones = ZoneMonitor(camera.zones, camera.dynamic_zones, self.calibration)
         totals = self.lines.totals
         self.lines = LineCounter(camera.lines)
         self.lines.totals.update(totals)
@@ -226,43 +227,47 @@ class Analyzer:
         s = self.tracks[track_id]
         sizes = median_iqr(s.sizes) if s.sizes else {}
         return TrackRecord(
-            track_id, s.class_name, s.first_ts, s.last_ts, s.first_frame, s.last_frame, s.frames_seen, self.calibration.unit,
-            sizes, len(s.sizes), float(quartiles(np.asarray(s.speeds))[1]) if s.speeds else None, s.snapshot,
+            track_id, s.track_uid, s.class_name, s.first_ts, s.last_ts, s.first_frame, s.last_frame, s.frames_seen,
+            self.calibration.unit, sizes, len(s.sizes), float(quartiles(np.asarray(s.speeds))[1]) if s.speeds else None,
+            s.snapshot,
         )
 
     def _summary(self, obs: TrackObservation, ts: float) -> _TrackSummary:
         summary = self.tracks.get(obs.track_id)
         if summary is None:
-            summary = self.tracks[obs.track_id] = _TrackSummary(obs.class_name, obs.frame, ts, obs.frame, ts)
+            summary = _TrackSummary(obs.track_uid, obs.class_name, obs.frame, ts, obs.frame, ts)
+            self.tracks[obs.track_id] = summary
             self.unique[obs.class_name] = self.unique.get(obs.class_name, 0) + 1
         return summary
 
-    def _speed(self, summary: _TrackSummary, cx: float, cy: float, ts: float) -> float | None:
+    def _speed(self, summary: _TrackSummary, cx: float, cy: float, pts: float) -> float | None:
         """Centroid speed in unit/s since the track's previous measurement (on the ground plane if calibrated)."""
         (wx, wy), = self.calibration.to_world([(cx, cy)])
-        previous, summary.last_world = summary.last_world, (wx, wy, ts)
-        if previous is None or ts <= previous[2]:
+        previous, summary.last_world = summary.last_world, (wx, wy, pts)
+        if previous is None or pts <= previous[2]:
             return None
-        speed = float(np.hypot(wx - previous[0], wy - previous[1]) / (ts - previous[2]))
+        speed = float(np.hypot(wx - previous[0], wy - previous[1]) / (pts - previous[2]))
         summary.speeds.append(speed)
         return round(speed, 4)
 
     def _zone_event(self, e: ZoneEvent, ts: float, pts: float) -> EventRecord:
         kind = {"enter": "zone_enter", "exit": "zone_exit", "dwell_exceeded": "dwell_exceeded"}[e.kind]
-        values: dict = {"dwell_frames": e.dwell_frames}
+        dwell_s = round(e.dwell_s, 3)
+        values: dict = {"dwell_s": dwell_s}
         if e.anchor_id is not None:
-            values["anchor_track_id"] = e.anchor_id
-        if e.kind == "enter":
-            values.update(inside_pixels=e.inside_pixels, inside_fraction=e.inside_fraction)
+            values.update(anchor_track_id=e.anchor_id, anchor_track_uid=e.anchor_uid)
         if e.kind == "enter":  # the value that decided it: how much of the mask was inside
+            values.update(inside_pixels=e.inside_pixels, inside_fraction=e.inside_fraction)
             value, unit = e.inside_fraction, "fraction"
         else:
-            value, unit = round(e.dwell_frames / self.fps, 3), "s"
-        return EventRecord(kind, self.camera.name, ts, e.frame, pts, e.track_id, e.class_name, zone=e.zone, value=value, unit=unit,
-                           values=values)
+            value, unit = dwell_s, "s"
+        return EventRecord(kind, self.camera.name, ts, e.frame, pts, e.track_id, e.track_uid, e.class_name, zone=e.zone,
+                           value=value, unit=unit, values=values)
 
     def _line_event(self, c: LineCrossing, ts: float, pts: float) -> EventRecord:
-        return EventRecord("line_cross", self.camera.name, ts, c.frame, pts, c.track_id, c.class_name, line=c.line,
+        """A crossing at the time of the frame it happened in (earlier than this one when backfilled)."""
+        return EventRecord("line_cross", self.camera.name, ts - (pts - c.pts), c.frame, c.pts, c.track_id,
+                           self.tracks[c.track_id].track_uid, c.class_name, line=c.line,
                            values={"direction": c.direction, "x": round(c.point[0], 2), "y": round(c.point[1], 2)})
 
     def _size_events(self, obs: TrackObservation, ts: float, frame: int, pts: float) -> list[EventRecord]:
@@ -278,8 +283,8 @@ class Analyzer:
             if _outside(rule, value):
                 summary.fired.add(rule.name)
                 unit = self.calibration.unit + ("²" if rule.measure == "area" else "")
-                events.append(EventRecord("size_rule", self.camera.name, ts, frame, pts, obs.track_id, obs.class_name, rule=rule.name,
-                                          value=round(value, 4), unit=unit,
+                events.append(EventRecord("size_rule", self.camera.name, ts, frame, pts, obs.track_id, obs.track_uid,
+                                          obs.class_name, rule=rule.name, value=round(value, 4), unit=unit,
                                           values={"measure": rule.measure, "min": rule.min, "max": rule.max, "samples": n}))
         return events
 
@@ -300,13 +305,13 @@ class Analyzer:
         for rule in self.alarm_rules:
             if not _matches(rule, event):
                 continue
-            key = (rule.name, event.track_id if event.track_id is not None else (event.zone, event.rule))
+            key = (rule.name, event.track_uid if event.track_uid is not None else (event.zone, event.rule))
             last = self._cooldown.get(key)
-            if last is not None and event.ts - last < rule.cooldown_s:
+            if last is not None and event.pts - last < rule.cooldown_s:
                 continue
-            self._cooldown[key] = event.ts
+            self._cooldown[key] = event.pts
             alarms.append(AlarmRecord(event.id, rule.name, rule.severity, event.camera, event.ts, event.track_id,
-                                      channels=tuple(rule.notify)))
+                                      event.track_uid, channels=tuple(rule.notify)))
         return alarms
 
     def _count_records(self, out: FrameAnalytics, ts: float, frame: int) -> list[CountRecord]:

@@ -99,9 +99,10 @@ class AlarmRule(_Strict):
 class SamplingConfig(_Strict):
     """How often per-frame work is done; the rest is every frame."""
 
-    measure_every: int = Field(5, ge=1, description="Measure sizes on every n-th frame (about 50 µs per track).")
+    measure_every: int = Field(5, ge=1, description="Measure sizes on every n-th frame.")
     observe_every: int = Field(5, ge=1, description="Store an observation row per track every n-th frame.")
-    count_every_s: float = Field(1.0, gt=0, description="Store visible counts and live track summaries this often (video s).")
+    count_every_s: float = Field(1.0, gt=0, description="Store visible counts and live track summaries this often "
+                                 "(s between frame timestamps).")
     snapshots: bool = Field(True, description="Save a JPEG snapshot with each event.")
 
 

@@ -55,6 +55,7 @@ class LineCrossing:
     track_id: int
     class_name: str
     frame: int
+    pts: float  # monotonic time of that frame: a backfilled crossing keeps its own
     direction: Direction
     point: tuple[float, float]  # centroid after the crossing
 
@@ -74,8 +75,9 @@ class LineCounter:
     totals: dict[tuple[str, str, Direction], int] = field(default_factory=dict)  # (line, class, direction) → count
     _paths: dict[tuple[str, int], _Path] = field(default_factory=dict)
 
-    def update(self, frame: int, track_id: int, class_name: str, centroid: tuple[float, float]) -> list[LineCrossing]:
-        """Advance one track's path to ``centroid``; returns the crossings this step makes."""
+    def update(self, frame: int, pts: float, track_id: int, class_name: str,
+               centroid: tuple[float, float]) -> list[LineCrossing]:
+        """Advance one track's path to ``centroid`` (seen in ``frame`` at ``pts``); returns the crossings it makes."""
         crossings = []
         for line in self.lines:
             if line.classes is not None and class_name not in line.classes:
@@ -90,7 +92,7 @@ class LineCounter:
                 path.counted = True
                 key = (line.name, class_name, direction)
                 self.totals[key] = self.totals.get(key, 0) + 1
-                crossings.append(LineCrossing(line.name, track_id, class_name, frame, direction, centroid))
+                crossings.append(LineCrossing(line.name, track_id, class_name, frame, pts, direction, centroid))
             path.point = centroid
             if s != 0:
                 path.side = s

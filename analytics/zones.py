@@ -8,8 +8,10 @@ hysteresis so one noisy frame neither enters nor exits. Zones are fixed
 redrawn every frame as it moves.
 
 A track that is lost (not seen this frame) keeps its state: an occluded
-worker does not "leave" the zone; it exits when seen outside for
-``exit_frames`` frames or when the tracker removes it.
+worker does not "leave" the zone; it exits when seen outside in
+``exit_frames`` observations or when the tracker removes it. Dwell is the
+time between the frames' timestamps, so it is the same whatever the frame
+rate and however many frames were dropped.
 """
 
 from __future__ import annotations
@@ -35,9 +37,12 @@ class _Membership(BaseModel):
     classes: list[str] | None = Field(None, description="Only these class names; None means every class.")
     min_fraction: float = Field(0.02, gt=0, le=1, description="Fraction of the mask inside that counts as inside...")
     min_pixels: int = Field(200, ge=1, description="...or this many mask pixels, whichever is smaller.")
-    enter_frames: int = Field(2, ge=1, description="Consecutive inside frames before 'enter'.")
-    exit_frames: int = Field(3, ge=1, description="Consecutive outside frames before 'exit'.")
-    max_dwell_s: float | None = Field(None, gt=0, description="Raise 'dwell_exceeded' once a track stays this long.")
+    enter_frames: int = Field(2, ge=1, description="Consecutive observations inside before 'enter': a count, not a "
+                              "time, as it filters mask flicker.")
+    exit_frames: int = Field(3, ge=1, description="Consecutive observations outside before 'exit': a count, not a "
+                             "time, as it filters mask flicker.")
+    max_dwell_s: float | None = Field(None, gt=0, description="Raise 'dwell_exceeded' once a track has been inside "
+                                      "this long, in s between frame timestamps.")
     color: tuple[int, int, int] = (0, 200, 255)
 
 
@@ -88,10 +93,12 @@ class ZoneEvent:
     kind: Literal["enter", "exit", "dwell_exceeded"]
     zone: str
     track_id: int
+    track_uid: str
     class_name: str
     frame: int
-    dwell_frames: int = 0  # exit and dwell_exceeded: frames since enter
+    dwell_s: float = 0.0  # exit and dwell_exceeded: seconds since enter, between frame timestamps
     anchor_id: int | None = None  # dynamic zones: the track the zone is attached to
+    anchor_uid: str | None = None
     inside_pixels: int = 0  # on enter: the mask pixels inside that decided it
     inside_fraction: float = 0.0
 
@@ -103,6 +110,7 @@ class Region:
     zone: ZoneConfig | DynamicZoneConfig
     mask: CropMask
     anchor_id: int | None = None
+    anchor_uid: str | None = None
     integral: np.ndarray | None = None  # summed-area table of ``mask``: O(1) "fully in/out" checks
 
     def pixels_inside(self, mask: CropMask) -> int:
@@ -125,7 +133,7 @@ class Region:
 
 def static_region(zone: ZoneConfig, image_size: tuple[int, int]) -> Region:
     mask = CropMask.from_full(zone.raster(*image_size))
-    return Region(zone, mask, None, cv2.integral(mask.crop.view(np.uint8)))
+    return Region(zone, mask, integral=cv2.integral(mask.crop.view(np.uint8)))
 
 
 def dynamic_region(zone: DynamicZoneConfig, anchor: TrackObservation, calibration: Calibration, image_size: tuple[int, int]) -> Region:
@@ -139,18 +147,19 @@ def dynamic_region(zone: DynamicZoneConfig, anchor: TrackObservation, calibratio
         ring = calibration.to_image(centre + r * np.stack([np.cos(angles), np.sin(angles)], 1))
         canvas = np.zeros((height, width), np.uint8)
         cv2.fillPoly(canvas, [np.round(ring).astype(np.int32)], 1)
-        return Region(zone, CropMask.from_full(canvas.astype(bool)), anchor.track_id)
+        return Region(zone, CropMask.from_full(canvas.astype(bool)), anchor.track_id, anchor.track_uid)
     r_px = calibration.length_to_pixels(zone.radius, (cx, cy), zone.unit)
     if zone.shape == "circle":
         ri = int(np.ceil(r_px))
         ys, xs = np.mgrid[0 : 2 * ri + 1, 0 : 2 * ri + 1]
         x0, y0 = round(cx) - ri, round(cy) - ri
         disc = (xs + x0 - cx) ** 2 + (ys + y0 - cy) ** 2 <= r_px**2
-        return Region(zone, CropMask(disc, x0, y0).clipped(height, width), anchor.track_id)
+        return Region(zone, CropMask(disc, x0, y0).clipped(height, width), anchor.track_id, anchor.track_uid)
     pad = int(np.ceil(r_px)) + 1
     outside = np.pad(~anchor.mask.crop, pad, constant_values=True).view(np.uint8)
     grown = cv2.distanceTransform(outside, cv2.DIST_L2, cv2.DIST_MASK_PRECISE) <= r_px
-    return Region(zone, CropMask(grown, anchor.mask.x0 - pad, anchor.mask.y0 - pad).clipped(height, width), anchor.track_id)
+    grown_mask = CropMask(grown, anchor.mask.x0 - pad, anchor.mask.y0 - pad).clipped(height, width)
+    return Region(zone, grown_mask, anchor.track_id, anchor.track_uid)
 
 
 def pixels_inside(mask: CropMask, zone_raster: np.ndarray) -> int:
@@ -166,10 +175,20 @@ def is_inside(pixels: int, area: int, zone: _Membership) -> bool:
 @dataclass
 class _Presence:
     class_name: str
+    track_uid: str
+    anchor_uid: str | None
     inside: bool = False
-    streak: int = 0  # consecutive observed frames disagreeing with ``inside``
-    entered_frame: int = 0
+    streak: int = 0  # consecutive observations disagreeing with ``inside``
+    entered_pts: float = 0.0
     dwell_reported: bool = False
+
+    def event(self, kind: str, name: str, track_id: int, anchor_id: int | None, frame: int, pts: float) -> ZoneEvent:
+        """An exit or dwell_exceeded event now, with the dwell since enter."""
+        return ZoneEvent(kind, name, track_id, self.track_uid, self.class_name, frame, pts - self.entered_pts,
+                         anchor_id, self.anchor_uid)
+
+
+_ROUNDING_S = 1e-9  # timestamps made as i / rate carry float rounding: 2.0 s after enter must not read as 1.9999999999
 
 
 @dataclass
@@ -178,14 +197,14 @@ class ZoneMonitor:
 
     zones: list[ZoneConfig]
     dynamic_zones: list[DynamicZoneConfig] = field(default_factory=list)
-    fps: float = 30.0
     calibration: Calibration = field(default_factory=Calibration)
     _static: dict[tuple[int, int], list[Region]] = field(default_factory=dict)
     _presence: dict[tuple[str, int | None], dict[int, _Presence]] = field(default_factory=dict)  # (zone, anchor) → track → state
     regions: list[Region] = field(default_factory=list)  # this frame's, for drawing
 
-    def update(self, frame: int, image_size: tuple[int, int], tracks: list[TrackObservation], removed_ids: list[int] = ()) -> list[ZoneEvent]:
-        """One frame: ``tracks`` are the tracks seen in it, ``removed_ids`` those the tracker dropped."""
+    def update(self, frame: int, pts: float, image_size: tuple[int, int], tracks: list[TrackObservation],
+               removed_ids: list[int] = ()) -> list[ZoneEvent]:
+        """One frame at ``pts`` (s): ``tracks`` are the tracks seen in it, ``removed_ids`` those the tracker dropped."""
         events: list[ZoneEvent] = []
         self.regions = self._regions(image_size, tracks)
         if tracks and self.regions:
@@ -205,8 +224,8 @@ class ZoneMonitor:
                         continue
                     pixels = region.pixels_inside(track.mask) if ti in touching else 0
                     inside = is_inside(pixels, track.mask.area, zone)
-                    self._step(zone, key, track.track_id, track.class_name, frame, inside, pixels, track.mask.area, events)
-        self._drop(frame, set(removed_ids), events)
+                    self._step(region, track, frame, pts, inside, pixels, events)
+        self._drop(frame, pts, set(removed_ids), events)
         return events
 
     def occupancy(self) -> dict[str, dict[str, int]]:
@@ -222,10 +241,10 @@ class ZoneMonitor:
         """Names of the zones ``track_id`` is inside now."""
         return tuple(sorted({name for (name, _), present in self._presence.items() if track_id in present and present[track_id].inside}))
 
-    def close(self, frame: int) -> list[ZoneEvent]:
+    def close(self, frame: int, pts: float) -> list[ZoneEvent]:
         """Exit every track still inside (end of stream), so each enter has its exit."""
         events = [
-            ZoneEvent("exit", name, track_id, p.class_name, frame, frame - p.entered_frame, anchor)
+            p.event("exit", name, track_id, anchor, frame, pts)
             for (name, anchor), present in self._presence.items()
             for track_id, p in present.items()
             if p.inside
@@ -244,7 +263,7 @@ class ZoneMonitor:
             )
         return regions
 
-    def _drop(self, frame: int, removed: set[int], events: list[ZoneEvent]) -> None:
+    def _drop(self, frame: int, pts: float, removed: set[int], events: list[ZoneEvent]) -> None:
         """Tracks the tracker removed, and zones whose anchor it removed, exit now."""
         if not removed:
             return
@@ -253,33 +272,35 @@ class ZoneMonitor:
             for track_id in gone:
                 p = present.pop(track_id)
                 if p.inside:
-                    events.append(ZoneEvent("exit", name, track_id, p.class_name, frame, frame - p.entered_frame, anchor))
+                    events.append(p.event("exit", name, track_id, anchor, frame, pts))
             if not present:
                 del self._presence[(name, anchor)]
 
-    def _step(self, zone: _Membership, key: tuple[str, int | None], track_id: int, class_name: str, frame: int, inside: bool,
-              pixels: int, area: int, events: list[ZoneEvent]) -> None:
+    def _step(self, region: Region, track: TrackObservation, frame: int, pts: float, inside: bool, pixels: int,
+              events: list[ZoneEvent]) -> None:
+        zone, key = region.zone, (region.zone.name, region.anchor_id)
+        track_id = track.track_id
         presence = self._presence.get(key, {}).get(track_id)
         if presence is None:
             if not inside:
                 return
-            presence = self._presence.setdefault(key, {})[track_id] = _Presence(class_name)
+            presence = _Presence(track.class_name, track.track_uid, region.anchor_uid)
+            self._presence.setdefault(key, {})[track_id] = presence
         present = self._presence[key]
-        name, anchor = key
         if inside == presence.inside:
             presence.streak = 0
             if not inside:
                 del present[track_id]  # only tracks inside or on their way in are kept
-            elif zone.max_dwell_s is not None and not presence.dwell_reported:
-                dwell = frame - presence.entered_frame
-                if dwell / self.fps >= zone.max_dwell_s:
-                    presence.dwell_reported = True
-                    events.append(ZoneEvent("dwell_exceeded", name, track_id, class_name, frame, dwell, anchor))
+            elif (zone.max_dwell_s is not None and not presence.dwell_reported
+                  and pts - presence.entered_pts + _ROUNDING_S >= zone.max_dwell_s):
+                presence.dwell_reported = True
+                events.append(presence.event("dwell_exceeded", zone.name, track_id, region.anchor_id, frame, pts))
             return
         presence.streak += 1
         if inside and presence.streak >= zone.enter_frames:
-            presence.inside, presence.streak, presence.entered_frame = True, 0, frame
-            events.append(ZoneEvent("enter", name, track_id, class_name, frame, 0, anchor, pixels, round(pixels / area, 4)))
+            presence.inside, presence.streak, presence.entered_pts = True, 0, pts
+            events.append(ZoneEvent("enter", zone.name, track_id, track.track_uid, track.class_name, frame, 0.0,
+                                    region.anchor_id, region.anchor_uid, pixels, round(pixels / track.mask.area, 4)))
         elif not inside and presence.streak >= zone.exit_frames:
-            events.append(ZoneEvent("exit", name, track_id, class_name, frame, frame - presence.entered_frame, anchor))
+            events.append(presence.event("exit", zone.name, track_id, region.anchor_id, frame, pts))
             del present[track_id]

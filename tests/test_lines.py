@@ -7,9 +7,10 @@ LINE = LineConfig(name="gate", points=((100, 0), (100, 200)))
 
 
 def walk(counter, track_id, xs, y=100.0, name="bottle", start=0):
+    """Frame i of the walk at pts i / 4 s."""
     events = []
     for i, x in enumerate(xs):
-        events += counter.update(start + i, track_id, name, (float(x), y))
+        events += counter.update(start + i, (start + i) / 4, track_id, name, (float(x), y))
     return events
 
 
@@ -17,7 +18,8 @@ def test_both_directions():
     counter = LineCounter([LINE])
     rightward = walk(counter, 1, [80, 90, 99, 101, 110])
     leftward = walk(counter, 2, [120, 105, 95, 90])
-    assert [(e.track_id, e.direction, e.frame) for e in rightward + leftward] == [(1, "in", 3), (2, "out", 2)]
+    crossings = [(e.track_id, e.direction, e.frame, e.pts) for e in rightward + leftward]
+    assert crossings == [(1, "in", 3, 0.75), (2, "out", 2, 0.5)]
     assert counter.totals == {("gate", "bottle", "in"): 1, ("gate", "bottle", "out"): 1}
 
 

@@ -1,4 +1,4 @@
-"""Mask-based zone membership, hysteresis, dwell and dynamic zones."""
+"""Mask-based zone membership, hysteresis, dwell (in seconds between timestamps) and dynamic zones."""
 
 import math
 
@@ -11,6 +11,7 @@ from segmenter import CropMask
 from tracker.tracker import TrackObservation, TrackState
 
 SIZE = (100, 200)
+RATE = 10.0  # frames/s of the hand-made clips: frame i is at pts i / RATE
 
 
 def rect_mask(x0, y0, x1, y1):
@@ -18,7 +19,9 @@ def rect_mask(x0, y0, x1, y1):
 
 
 def obs(frame, mask, track_id=1, name="person"):
-    return TrackObservation(frame, track_id, 0, name, mask, mask.box(), 0.9, 1, 1, TrackState.CONFIRMED)
+    return TrackObservation(frame=frame, pts=frame / RATE, track_id=track_id, track_uid=f"uid-{track_id}", class_id=0,
+                            class_name=name, mask=mask, box=mask.box(), score=0.9, age=1, hits=1,
+                            state=TrackState.CONFIRMED)
 
 
 ZONE = ZoneConfig(name="z", polygon=[(50, 0), (99, 0), (99, 99), (50, 99)], enter_frames=2, exit_frames=2)
@@ -61,17 +64,17 @@ def run(monitor, masks, track_id=1, removed_at=None):
     events = []
     for frame, mask in enumerate(masks):
         tracks = [] if mask is None else [obs(frame, mask, track_id)]
-        events += monitor.update(frame, SIZE, tracks, [track_id] if frame == removed_at else [])
+        events += monitor.update(frame, frame / RATE, SIZE, tracks, [track_id] if frame == removed_at else [])
     return events
 
 
 def test_hysteresis_enter_and_exit_after_consecutive_frames():
     inside, outside = rect_mask(60, 10, 80, 30), rect_mask(150, 10, 170, 30)
     sequence = [outside, inside, outside, inside, inside, inside, outside, inside, outside, outside, outside]
-    events = run(ZoneMonitor([ZONE], fps=10), sequence)
+    events = run(ZoneMonitor([ZONE]), sequence)
     assert [(e.kind, e.frame) for e in events] == [("enter", 4), ("exit", 9)]
     assert events[0].inside_pixels == 400 and events[0].inside_fraction == 1.0
-    assert events[1].dwell_frames == 5
+    assert events[1].dwell_s == pytest.approx(0.5) and {e.track_uid for e in events} == {"uid-1"}
 
 
 def test_lost_track_keeps_its_state_until_seen_outside_or_removed():
@@ -79,36 +82,51 @@ def test_lost_track_keeps_its_state_until_seen_outside_or_removed():
     inside = rect_mask(60, 10, 80, 30)
     assert [e.kind for e in run(ZoneMonitor([zone]), [inside, None, None, None, inside])] == ["enter"]  # occluded, not gone
     events = run(ZoneMonitor([zone]), [inside, None, None, None], removed_at=3)
-    assert [(e.kind, e.frame, e.dwell_frames) for e in events] == [("enter", 0, 0), ("exit", 3, 3)]
+    assert [(e.kind, e.frame, e.dwell_s) for e in events] == [("enter", 0, 0), ("exit", 3, pytest.approx(0.3))]
 
 
 def test_class_filter_and_occupancy():
     zone = ZONE.model_copy(update={"classes": ["person"], "enter_frames": 1})
     monitor = ZoneMonitor([zone])
     inside = rect_mask(60, 10, 80, 30)
-    events = monitor.update(0, SIZE, [obs(0, inside, 1, "person"), obs(0, inside, 2, "bottle"), obs(0, inside, 3, "person")])
+    tracks = [obs(0, inside, 1, "person"), obs(0, inside, 2, "bottle"), obs(0, inside, 3, "person")]
+    events = monitor.update(0, 0.0, SIZE, tracks)
     assert [e.track_id for e in events] == [1, 3]
     assert monitor.occupancy() == {"z": {"person": 2}} and monitor.inside_zones(1) == ("z",)
-    assert [(e.kind, e.track_id) for e in monitor.close(5)] == [("exit", 1), ("exit", 3)]
+    assert [(e.kind, e.track_id, e.dwell_s) for e in monitor.close(5, 0.5)] == [("exit", 1, 0.5), ("exit", 3, 0.5)]
 
 
 def test_dwell_exceeded_once():
     zone = ZONE.model_copy(update={"enter_frames": 1, "max_dwell_s": 0.5})
-    events = run(ZoneMonitor([zone], fps=10), [rect_mask(60, 10, 80, 30)] * 12)
-    assert [(e.kind, e.frame, e.dwell_frames) for e in events] == [("enter", 0, 0), ("dwell_exceeded", 5, 5)]
+    events = run(ZoneMonitor([zone]), [rect_mask(60, 10, 80, 30)] * 12)
+    assert [(e.kind, e.frame) for e in events] == [("enter", 0), ("dwell_exceeded", 5)]
+    assert events[1].dwell_s == pytest.approx(0.5)
+
+
+def test_dwell_counts_seconds_not_observations():
+    """Hysteresis counts observations, dwell counts seconds: a track seen once every 0.4 s enters after two
+    observations (0.4 s) and exceeds 1 s of dwell at its third observation after enter (1.2 s), not its tenth."""
+    zone = ZONE.model_copy(update={"enter_frames": 2, "max_dwell_s": 1.0})
+    monitor, inside = ZoneMonitor([zone]), rect_mask(60, 10, 80, 30)
+    events = []
+    for frame in range(0, 40, 4):
+        events += monitor.update(frame, frame / RATE, SIZE, [obs(frame, inside)])
+    assert [(e.kind, e.frame) for e in events] == [("enter", 4), ("dwell_exceeded", 16)]
+    assert events[1].dwell_s == pytest.approx(1.2)
 
 
 def test_dynamic_circle_follows_its_anchor():
     """A 30 px circle around each excavator: a static worker is inside only while the excavator is near."""
     zone = DynamicZoneConfig(name="swing", anchor_classes=["excavator"], classes=["person"], radius=30, unit="px",
                              enter_frames=1, exit_frames=1)
-    monitor = ZoneMonitor([], [zone], fps=10)
+    monitor = ZoneMonitor([], [zone])
     worker = obs(0, rect_mask(100, 45, 104, 55), 7, "person")  # 40 px, static at x=100..103
     kinds = []
     for frame, x in enumerate(range(20, 200, 10)):  # the excavator (20x20) drives right, 10 px per frame
         excavator = obs(frame, rect_mask(x, 40, x + 20, 60), 1, "excavator")
-        events = monitor.update(frame, SIZE, [excavator, worker])
+        events = monitor.update(frame, frame / RATE, SIZE, [excavator, worker])
         kinds += [(e.kind, e.frame, e.anchor_id, e.track_id) for e in events]
+        assert all((e.anchor_uid, e.track_uid) == ("uid-1", "uid-7") for e in events)
         cx = x + 9.5
         region = monitor.regions[0]
         assert region.anchor_id == 1
@@ -128,20 +146,21 @@ def test_dynamic_dilated_mask_in_metres_and_anchor_removal():
     """The swing radius in metres (50 px per metre): the worker's mask within 1 m of the machine's mask is inside."""
     zone = DynamicZoneConfig(name="swing", anchor_classes=["excavator"], classes=["person"], shape="dilate", radius=1.0,
                              unit="m", enter_frames=1, exit_frames=1, min_pixels=1)
-    monitor = ZoneMonitor([], [zone], fps=10, calibration=Calibration(CalibrationConfig(px_per_m=50)))
+    monitor = ZoneMonitor([], [zone], calibration=Calibration(CalibrationConfig(px_per_m=50)))
     excavator = obs(0, rect_mask(20, 20, 60, 60), 1, "excavator")
     near = obs(0, rect_mask(109, 30, 120, 40), 2, "person")  # 49 px right of the machine's last column (59): inside 50 px
     far = obs(0, rect_mask(111, 30, 120, 40), 3, "person")  # 52 px away: outside
-    events = monitor.update(0, SIZE, [excavator, near, far])
+    events = monitor.update(0, 0.0, SIZE, [excavator, near, far])
     assert [(e.kind, e.track_id, e.inside_pixels) for e in events] == [("enter", 2, 10)]
-    assert monitor.update(1, SIZE, [near, far], removed_ids=[1])[0].kind == "exit"  # the machine is gone: so is its zone
+    (gone,) = monitor.update(1, 0.25, SIZE, [near, far], removed_ids=[1])  # the machine is gone: so is its zone
+    assert (gone.kind, gone.track_id, gone.anchor_id, gone.anchor_uid, gone.dwell_s) == ("exit", 2, 1, "uid-1", 0.25)
     assert monitor.occupancy() == {}
 
 
 def test_dynamic_zone_in_metres_needs_a_calibration():
     zone = DynamicZoneConfig(name="swing", anchor_classes=["excavator"], radius=2.0)
     with pytest.raises(ValueError, match="needs a calibration"):
-        ZoneMonitor([], [zone]).update(0, SIZE, [obs(0, rect_mask(20, 20, 60, 60), 1, "excavator")])
+        ZoneMonitor([], [zone]).update(0, 0.0, SIZE, [obs(0, rect_mask(20, 20, 60, 60), 1, "excavator")])
 
 
 def test_zone_config_validation():
