@@ -11,7 +11,7 @@
 6. each event gets its snapshot; observations and visible counts are sampled.
 
 Only confirmed tracks reach this stage, so tentative tracks and flickers
-never inflate a count. Every duration (dwell, speed, cooldown, sampling) is a
+never inflate a count. Every duration (dwell, speed, alarm cooldown, count interval) is a
 difference of the frames' monotonic timestamps (``pts``), never a frame count
 over a rate, so dropped or irregular frames do not stretch it; records carry
 the wall-clock ``ts`` of the same frame and the track's ``track_uid``.
