@@ -7,15 +7,16 @@ on exactly the same masks and differ only in association.
 
 from __future__ import annotations
 
+import uuid
 import warnings
 from pathlib import Path
 
 import numpy as np
 
 from segmenter.detections import Detections
-from segmenter.motsio import format_detection_line, format_mots_line, read_mots
+from segmenter.motsio import format_detection_line, read_mots
 from segmenter.noise import NoiseModel
-from tracker.mots_output import resolve_overlaps
+from tracker.tracker import FrameTracks, TrackObservation, TrackState
 
 
 def gt_frames(gt_path: Path, classes: tuple[int, ...] = (1, 2)) -> tuple[list[Detections], int]:
@@ -59,29 +60,46 @@ def noisy_detections(gt_path: Path, out: Path, noise: NoiseModel) -> int:
     return first
 
 
-def bytetrack_mots(det_path: Path, out: Path, fps: float) -> None:
-    """Track a MOTS detection file with ByteTrack (boxes) and write MOTS results with the detections' masks."""
-    import supervision as sv
-    from trackers import ByteTrackTracker
+class ByteTrackBoxes:
+    """Roboflow's ByteTrack (boxes) behind the engine's tracker interface: each tracked box keeps its detection's mask."""
 
+    def __init__(self, fps: float, first_id: int = 1) -> None:
+        from trackers import ByteTrackTracker
+
+        self._tracker = ByteTrackTracker(frame_rate=fps)
+        self._uids: dict[int, str] = {}
+        self.next_id = first_id
+
+    def update(self, det: Detections, pts: float, frame: int | None = None) -> FrameTracks:
+        import supervision as sv
+
+        boxes = sv.Detections(xyxy=det.boxes.reshape(-1, 4), confidence=det.scores, class_id=det.class_ids,
+                              data={"index": np.arange(len(det))})
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            tracked = self._tracker.update(boxes)
+        observations = []
+        if len(tracked):
+            keep = tracked.tracker_id >= 0
+            for track_id, i in zip(tracked.tracker_id[keep], tracked.data["index"][keep]):
+                uid = self._uids.setdefault(int(track_id), uuid.uuid4().hex)
+                self.next_id = max(self.next_id, int(track_id) + 1)
+                observations.append(TrackObservation(
+                    frame=frame, pts=pts, track_id=int(track_id), track_uid=uid, class_id=int(det.class_ids[i]),
+                    class_name=str(det.class_names[i]), mask=det.masks[i], box=det.boxes[i], score=float(det.scores[i]),
+                    age=1, hits=1, state=TrackState.CONFIRMED))
+        return FrameTracks(frame, pts, observations)
+
+
+def bytetrack_mots(det_path: Path, out: Path, fps: float) -> None:
+    """Track a MOTS detection file with ByteTrack (boxes) through the engine and write MOTS results with the detections' masks."""
+    from maskwatch.engine import Engine
+    from maskwatch.outputs import MotsFile
+    from maskwatch.sources import replay_frames
     from segmenter.replay import ReplayConfig, ReplaySegmenter
 
-    first = 0 if any(line.startswith("0 ") for line in det_path.open()) else 1
-    replay = ReplaySegmenter(ReplayConfig(path=str(det_path), first_frame=first))
-    tracker = ByteTrackTracker(frame_rate=fps)
-    h, w = replay.image_size
-    with out.open("w") as handle, warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        for index in range(replay.frame_count()):
-            det = replay.segment([None])[0]
-            boxes = sv.Detections(xyxy=det.boxes.reshape(-1, 4), confidence=det.scores, class_id=det.class_ids,
-                                  data={"index": np.arange(len(det))})
-            tracked = tracker.update(boxes)
-            if len(tracked) == 0:
-                continue
-            keep = tracked.tracker_id >= 0
-            rows = tracked.data["index"][keep]
-            masks = resolve_overlaps([det.masks[i] for i in rows], [float(det.scores[i]) for i in rows])
-            for track_id, i, mask in zip(tracked.tracker_id[keep], rows, masks):
-                if mask.area:
-                    handle.write(format_mots_line(first + index, int(track_id), int(det.class_ids[i]), mask.to_rle(h, w)) + "\n")
+    replay = ReplaySegmenter(ReplayConfig(path=str(det_path)))
+    engine = Engine(replay, lambda first_id: ByteTrackBoxes(fps, first_id), None, [MotsFile(out, replay.first_frame)])
+    for frame in replay_frames(replay.frame_count(), fps, 0.0):
+        engine.process([frame])
+    engine.close()

@@ -1,4 +1,4 @@
-"""One live camera, in its own process: latest frame → segment → track → analyse → store.
+"""One live camera, in its own process: the newest frame through the engine (segment → track → analyse → store).
 
 Each camera is its own failure domain: a crash, a hang in a driver or a bad
 stream takes down this process only; the service restarts it. The worker
@@ -10,24 +10,25 @@ readers never see half a file and the worker never waits for a reader.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import time
+from collections import deque
 from pathlib import Path
 
 import cv2
 
-from analytics.analyzer import Analyzer
 from common import redact_url
 from maskwatch.child_process import Lifetime, write_atomic
 from maskwatch.config import AppConfig, LiveCameraConfig
+from maskwatch.engine import Engine, Sink, Step, mask_tracker
 from maskwatch.live import LiveSource
-from maskwatch.pipeline import build_segmenter, open_store, store_url
+from maskwatch.outputs import StoreSink
+from maskwatch.pipeline import build_analyzer, build_segmenter, open_store, store_url
 from maskwatch.render import draw_frame
 from maskwatch.segmenter_server import RemoteSegmenter, SegmenterLink, SegmenterUnavailable
 from storage.geometry import load_geometry
-from tracker.tracker import MaskTracker
+from storage.live import CameraStatus, write_status
 
 log = logging.getLogger(__name__)
 
@@ -40,28 +41,74 @@ def safe_name(camera: str) -> str:
 GEOMETRY_POLL_S = 2.0
 
 
-def _edited_geometry(url: str, camera: LiveCameraConfig, applied_ts: float | None, analyzer: Analyzer):
+def _edited_geometry(url: str, camera: LiveCameraConfig, applied_ts: float | None) -> tuple[LiveCameraConfig, float | None]:
     """The camera with the geometry saved in the store, if newer than ``applied_ts`` (see storage.geometry)."""
     try:
         saved = load_geometry(url, camera.name)
     except Exception as exc:  # a busy or unreachable store must not stop the camera: try again next poll
-        log.warning("camera %s: cannot read edited zones: %s", camera.name, str(exc).splitlines()[0])
+        log.warning("camera %s: cannot read edited zones: %s", camera.name, redact_url(str(exc).splitlines()[0]))
         return camera, applied_ts
     if saved is None or saved[1] == applied_ts:
         return camera, applied_ts
     geometry, updated_ts = saved
-    camera = LiveCameraConfig.model_validate({**camera.model_dump(), **geometry})
-    analyzer.set_geometry(camera)
     log.info("camera %s: zones and lines updated from the store", camera.name)
-    return camera, updated_ts
+    return LiveCameraConfig.model_validate({**camera.model_dump(), **geometry}), updated_ts
+
+
+class Pacer:
+    """At most ``fps`` frames a second, spread evenly: a frame is taken once its slot has come (by its own timestamp)."""
+
+    def __init__(self, fps: float) -> None:
+        self.interval, self.due = 1.0 / fps, float("-inf")
+
+    def take(self, pts: float) -> bool:
+        if pts + 1e-6 < self.due:
+            return False
+        # slots follow each other, so a frame taken a little late does not push the rate down; after a gap, start anew
+        self.due = self.due + self.interval if pts - self.due <= self.interval else pts + self.interval
+        return True
+
+
+class LiveView(Sink):
+    """What the dashboard and /metrics see of the camera: counts of the latest frame and its annotated JPEG."""
+
+    def __init__(self, frame_path: Path, jpeg_every_s: float, camera: LiveCameraConfig) -> None:
+        self.frame_path, self.jpeg_every_s, self.camera = frame_path, jpeg_every_s, camera
+        self.visible: dict[str, int] = {}
+        self.occupancy: dict[str, dict[str, int]] = {}
+        self.lag = 0.0
+        self.processed: deque[float] = deque()
+        self._last_jpeg = float("-inf")
+
+    def on_frame(self, step: Step) -> None:
+        now = time.time()
+        self.lag = now - step.frame.ts
+        self.processed.append(now)
+        while now - self.processed[0] >= 5.0:
+            self.processed.popleft()
+        if step.analysis is not None:
+            self.visible, self.occupancy = step.analysis.visible, step.analysis.occupancy
+        if now - self._last_jpeg >= self.jpeg_every_s:
+            image = draw_frame(step.frame.image, step.tracks.tracks, self.camera, step.regions)
+            ok, data = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, 80])
+            if ok:
+                write_atomic(self.frame_path, data.tobytes())
+            self._last_jpeg = now
+
+    def fps(self) -> float:
+        """Frames processed per second over the last few seconds."""
+        times = self.processed
+        return (len(times) - 1) / (times[-1] - times[0]) if len(times) > 1 and times[-1] > times[0] else 0.0
 
 
 def run_camera(config: AppConfig, camera: LiveCameraConfig, out_dir: Path, link: SegmenterLink | None = None) -> None:
     """The worker's main loop; returns (exit 0) on SIGTERM/SIGINT after flushing the store.
 
-    With ``link`` the frames are segmented by the service's shared segmenter
-    process; while it is unreachable, frames are skipped (``segmenter_error``
-    in the status says why) and everything else keeps running.
+    Frames go through the same engine as ``maskwatch run``, at most ``camera.fps``
+    a second (the newest frame is always the one taken). With ``link`` the frames
+    are segmented by the service's shared segmenter process; while it is
+    unreachable, frames are skipped (``segmenter_error`` in the status says why)
+    and everything else keeps running.
     """
     lifetime = Lifetime()
     live_dir = Path(config.service.live_dir) if Path(config.service.live_dir).is_absolute() else out_dir / config.service.live_dir
@@ -69,22 +116,18 @@ def run_camera(config: AppConfig, camera: LiveCameraConfig, out_dir: Path, link:
     status_path, frame_path = live_dir / f"{safe_name(camera.name)}.json", live_dir / f"{safe_name(camera.name)}.jpg"
     source = LiveSource(camera.source, loop=camera.loop, stall_s=camera.stall_s, backoff_max_s=camera.backoff_max_s)
     segmenter = RemoteSegmenter(link) if link is not None else build_segmenter(config.segmenter)
-    segmenter_error: str | None = None
-    fps = camera.fps
-    tracker = MaskTracker(config.tracker, fps=fps)
-    snapshot_dir = Path(config.store.snapshot_dir) if config.store.snapshot_dir else out_dir / "snapshots"
-    analyzer = Analyzer(camera, config.rules, config.alarms, fps=fps, sampling=config.sampling, snapshot_dir=snapshot_dir)
     url = store_url(config, out_dir)
     store = open_store(url, config)
-    started = time.time()
+    view = LiveView(frame_path, config.service.live_jpeg_every_s, camera)
+    engine = Engine(segmenter, mask_tracker(config.tracker), lambda: build_analyzer(config, view.camera, out_dir), [view],
+                    backfill_frames=config.tracker.min_hits)
     run_id = store.start_run(camera.name, redact_url(str(camera.source)), segmenter=config.segmenter.name,
-                             unit=analyzer.calibration.unit, started_ts=started, config=config.model_dump(mode="json"))
-    frames, lag, last_publish, last_jpeg, processed_times = 0, 0.0, 0.0, 0.0, []
+                             unit=engine.analyzer.calibration.unit, started_ts=time.time(), config=config.model_dump(mode="json"))
+    engine.sinks.append(StoreSink(store, run_id))
+    pacer = Pacer(camera.fps)
+    segmenter_error: str | None = None
     segment_s = None  # the last frame's wait for its masks: with a shared segmenter, queueing and batching included
-    geometry_ts, last_geometry_check = None, 0.0
-    size = None
-    visible: dict[str, int] = {}
-    occupancy: dict[str, dict[str, int]] = {}
+    geometry_ts, last_geometry_check, last_publish = None, 0.0, 0.0
     status = "finished"
     source.start()
     try:
@@ -92,54 +135,37 @@ def run_camera(config: AppConfig, camera: LiveCameraConfig, out_dir: Path, link:
             frame = source.read(timeout=0.5)
             now = time.time()
             if now - last_geometry_check >= GEOMETRY_POLL_S:  # zones edited in the dashboard: applied between frames
-                camera, geometry_ts = _edited_geometry(url, camera, geometry_ts, analyzer)
+                edited, geometry_ts = _edited_geometry(url, view.camera, geometry_ts)
+                if edited is not view.camera:
+                    view.camera = edited
+                    engine.analyzer.set_geometry(edited)
                 last_geometry_check = now
-            if frame is not None:
-                if size is not None and frame.image.shape[:2] != size:  # the stream changed size after a reconnect
-                    tracker = MaskTracker(config.tracker, fps=fps)
-                size = frame.image.shape[:2]
+            if frame is not None and pacer.take(frame.pts):
                 try:
                     asked = time.perf_counter()
-                    detections = segmenter.segment([frame.image])[0]
+                    engine.process([frame])
                     segment_s = time.perf_counter() - asked
                 except SegmenterUnavailable as exc:
                     if segmenter_error != str(exc):  # before its first answer it is loading its model: no cause for alarm
-                        log.log(logging.WARNING if frames else logging.INFO, "camera %s: frames skipped: %s", camera.name, exc)
-                    segmenter_error, frame = str(exc), None
+                        log.log(logging.WARNING if engine.frames else logging.INFO, "camera %s: frames skipped: %s", camera.name, exc)
+                    segmenter_error = str(exc)
                 else:
                     if segmenter_error is not None:
                         log.info("camera %s: shared segmenter answering again", camera.name)
                     segmenter_error = None
-            if frame is not None:
-                result = tracker.update(detections)
-                analysis = analyzer.update(frames, frame.pts, frame.ts, frame.image, result)
-                store.write(run_id, observations=analysis.observations, tracks=analysis.tracks, events=analysis.events,
-                            alarms=analysis.alarms, counts=analysis.counts)
-                frames += 1
-                now = time.time()
-                lag = now - frame.ts
-                processed_times = [t for t in processed_times if now - t < 5.0] + [now]
-                if now - last_jpeg >= config.service.live_jpeg_every_s:
-                    image = draw_frame(frame.image, result.tracks, camera, analyzer.zones.regions)
-                    ok, data = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, 80])
-                    if ok:
-                        write_atomic(frame_path, data.tobytes())
-                    last_jpeg = now
-                visible, occupancy = analysis.visible, analysis.occupancy
+            now = time.time()
             if now - last_publish >= 0.5:
                 state = source.state()
-                processing_fps = (len(processed_times) - 1) / (processed_times[-1] - processed_times[0]) if len(processed_times) > 1 else 0.0
-                write_atomic(status_path, json.dumps({
-                    "camera": camera.name, "pid": os.getpid(), "updated_ts": now, "run_id": run_id,
-                    "source": state.source, "connected": state.connected, "fps_in": state.fps_in,
-                    "fps_out": round(processing_fps, 2), "dropped": state.dropped, "reconnects": state.reconnects,
-                    "last_error": state.last_error, "segmenter_error": segmenter_error, "backoff_s": state.backoff_s, "frame_size": state.frame_size, "queue_depth": state.queue_depth,
-                    "lag_s": round(lag, 3) if state.connected else None,
-                    "segment_s": round(segment_s, 4) if segment_s is not None else None, "frames": frames, "ended": state.ended,
-                    "visible": visible, "occupancy": occupancy,
-                    "unique": dict(sorted(analyzer.unique.items())), "line_counts": analyzer.line_counts(),
-                    "alarms": analyzer.alarm_total,
-                }).encode())
+                write_status(status_path, CameraStatus(
+                    camera=camera.name, pid=os.getpid(), updated_ts=now, run_id=run_id, source=state.source,
+                    connected=state.connected, fps_in=state.fps_in, fps_out=round(view.fps(), 2), dropped=state.dropped,
+                    reconnects=state.reconnects, last_error=state.last_error, segmenter_error=segmenter_error,
+                    backoff_s=state.backoff_s, frame_size=state.frame_size, queue_depth=state.queue_depth,
+                    lag_s=round(view.lag, 3) if state.connected else None,
+                    segment_s=round(segment_s, 4) if segment_s is not None else None, frames=engine.frames,
+                    ended=state.ended, visible=view.visible, occupancy=view.occupancy, unique=engine.unique(),
+                    line_counts=engine.line_counts(), alarms=engine.alarms(),
+                ))
                 last_publish = now
     except Exception:
         status = "failed"
@@ -148,7 +174,4 @@ def run_camera(config: AppConfig, camera: LiveCameraConfig, out_dir: Path, link:
         source.stop()
         if isinstance(segmenter, RemoteSegmenter):
             segmenter.close()
-        closing = analyzer.close(max(frames - 1, 0), time.time(), time.time() - started)
-        store.write(run_id, events=closing.events, alarms=closing.alarms, tracks=closing.tracks)
-        store.end_run(run_id, frames=frames, status=status, ended_ts=time.time())
-        store.close()
+        engine.close(status)

@@ -73,7 +73,7 @@ def print_summary(summary: dict) -> None:
 
 @app.command()
 def run(
-    source: Path = typer.Argument(..., help="Video file or folder of images."),
+    source: Path | None = typer.Argument(None, help="Video file or folder of images (optional with --detections: masks alone)."),
     config: Path | None = typer.Option(None, "--config", "-c", help="Site YAML config."),
     segmenter: SegmenterChoice | None = typer.Option(None, "--segmenter", help="Override segmenter.name."),
     weights: str | None = typer.Option(None, "--weights", help="Mask R-CNN checkpoint (.pth) or DEFAULT."),
@@ -81,8 +81,10 @@ def run(
     out: Path = typer.Option(Path("out"), "--out", "-o", help="Output folder."),
     render: bool = typer.Option(False, "--render", help="Also write annotated.mp4."),
     max_frames: int | None = typer.Option(None, "--max-frames", min=1, help="Stop after this many frames."),
+    fps: float | None = typer.Option(None, "--fps", min=0.01, help="Frame rate of an image folder or of masks replayed alone "
+                                     "(default: seqinfo.ini beside the images, else 10); a video's frames keep their own timestamps."),
 ) -> None:
-    """Segment, track and analyse a video file or image folder."""
+    """Segment, track and analyse a video file, an image folder, or replayed masks."""
     from maskwatch.config import load_config
     from maskwatch.pipeline import run_pipeline
 
@@ -91,12 +93,12 @@ def run(
         cfg.segmenter.name = segmenter.value
     if weights is not None:
         cfg.segmenter.maskrcnn.weights = weights
-    if detections is not None:
+    if detections is not None:  # every replay key of the config holds; only the path is the option's
         from segmenter.replay import ReplayConfig
 
-        first = (cfg.segmenter.replay.first_frame if cfg.segmenter.replay else 1)
-        cfg.segmenter.name, cfg.segmenter.replay = "replay", ReplayConfig(path=str(detections), first_frame=first)
-    summary = run_pipeline(source, cfg, out, render=render, max_frames=max_frames, console=err_console)
+        cfg.segmenter.name = "replay"
+        cfg.segmenter.replay = (cfg.segmenter.replay or ReplayConfig()).model_copy(update={"path": str(detections)})
+    summary = run_pipeline(source, cfg, out, render=render, max_frames=max_frames, fps=fps, console=err_console)
     print_summary(summary)
 
 
@@ -104,13 +106,14 @@ def run(
 def track(
     detections: Path = typer.Argument(..., help="MOTS detection txt: frame class_id score img_h img_w rle."),
     out: Path = typer.Option(..., "--out", "-o", help="MOTS result txt to write."),
-    fps: float = typer.Option(30.0, "--fps", min=0.1, help="Frame rate of the sequence (durations in the config are seconds)."),
-    config: Path | None = typer.Option(None, "--config", "-c", help="YAML with tracker parameters (a 'tracker:' section or bare keys)."),
+    fps: float = typer.Option(10.0, "--fps", min=0.01, help="Frame rate of the sequence (durations in the config are seconds)."),
+    config: Path | None = typer.Option(None, "--config", "-c", help="Site YAML (its tracker and segmenter.replay keys) or bare tracker keys."),
 ) -> None:
-    """Track precomputed masks and write MOTS results."""
-    from maskwatch.offline import load_tracker_config, track_file
+    """Track precomputed masks and write MOTS results, numbered as the input numbers its frames."""
+    from maskwatch.offline import load_track_config, track_file
 
-    stats = track_file(detections, out, load_tracker_config(config), fps)
+    tracker_config, replay = load_track_config(config)
+    stats = track_file(detections, out, tracker_config, fps, replay)
     console.print(f"{stats['frames']} frames, {stats['tracks']} tracks → {out}")
 
 

@@ -47,7 +47,7 @@ class LiveFrame:
     """A frame as handed to the consumer; has ``index``, ``pts`` and ``image`` like :class:`maskwatch.sources.Frame`."""
 
     index: int  # position among all frames read from the source (every connection): a gap means frames dropped
-    pts: float  # seconds since start(), monotonic: never jumps back on a reconnect or a file loop (the tracker's clock)
+    pts: float  # seconds, monotonic (the clock of every duration): a file's own pts, continued over loops; else since start()
     ts: float  # wall-clock time of capture, UTC epoch seconds: the frame's age is time.time() - ts
     image: np.ndarray  # BGR uint8
 
@@ -159,6 +159,8 @@ class LiveSource:
         self._rate_in = _Rate()
         self._rate_out = _Rate()
         self._delivered_at = float("-inf")  # monotonic time of the newest frame handed over (reader thread only)
+        self._last_pts = float("-inf")  # pts of the newest frame handed over: pts never goes back
+        self._file_origin = 0.0  # a file's pts at the start of the current pass (reader thread only)
 
     def __repr__(self) -> str:
         return f"LiveSource({self._shown!r})"
@@ -315,6 +317,7 @@ class LiveSource:
             now = time.monotonic()
             if not ok or image is None:
                 if self._is_file and got_frames:
+                    self._file_origin = self._last_pts + period  # a looped file's next pass starts one frame later
                     return _Outcome.END_OF_FILE, True
                 silent = now - last_frame
                 if silent >= self.stall_s:
@@ -329,17 +332,21 @@ class LiveSource:
                 now = time.monotonic()
             last_frame = now
             got_frames = True
-            self._deliver(image, now)
+            pts = now - self._t0
+            if self._is_file:  # the file's own clock, continued across loops: durations follow the footage
+                pts = self._file_origin + capture.get(cv2.CAP_PROP_POS_MSEC) / 1000.0
+            self._deliver(image, now, pts if pts > self._last_pts else self._last_pts + (period or 1e-3))
         return _Outcome.STOPPED, got_frames
 
-    def _deliver(self, image: np.ndarray, now: float) -> None:
+    def _deliver(self, image: np.ndarray, now: float, pts: float) -> None:
         size = (image.shape[1], image.shape[0])
         with self._cond:
             if size != self._frame_size:
                 if self._frame_size is not None:
                     logger.info("%s: frame size changed from %dx%d to %dx%d", self._shown, *self._frame_size, *size)
                 self._frame_size = size
-            frame = LiveFrame(self._frames_in, now - self._t0, time.time(), image)
+            frame = LiveFrame(self._frames_in, pts, time.time(), image)
+            self._last_pts = pts
             self._frames_in += 1
             if self._slot is not None:
                 self._dropped += 1

@@ -1,7 +1,8 @@
-"""The main job: frames → segmenter → tracker → zones → outputs, one pass over a source."""
+"""``maskwatch run``: one pass over a video, an image folder or replayed masks, through the engine into files and the store."""
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator
 from contextlib import closing, nullcontext
@@ -12,14 +13,16 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from sqlalchemy.exc import SQLAlchemyError
 
 from analytics.analyzer import Analyzer
+from analytics.config import CameraConfig
 from common import InputError, redact_url
 from maskwatch.config import AppConfig, SegmenterSection
-from maskwatch.outputs import RunOutputs
+from maskwatch.engine import Engine, Sink, mask_tracker
+from maskwatch.outputs import MotsFile, RunFiles, StoreSink
 from maskwatch.render import VideoRenderer
-from maskwatch.sources import Frame, FramePool, FrameSource, read_ahead
+from maskwatch.sources import DEFAULT_FOLDER_FPS, Frame, FramePool, FrameSource, read_ahead, replay_frames
 from segmenter.detections import Segmenter
+from segmenter.replay import ReplayConfig, ReplaySegmenter
 from storage.store import Store
-from tracker.tracker import MaskTracker, TrackObservation
 
 
 def build_segmenter(section: SegmenterSection) -> Segmenter:
@@ -29,11 +32,7 @@ def build_segmenter(section: SegmenterSection) -> Segmenter:
 
         return MotionSegmenter(section.motion)
     if section.name == "replay":
-        from segmenter.replay import ReplaySegmenter
-
-        if section.replay is None:
-            raise InputError("segmenter.replay.path is required with the replay segmenter")
-        return ReplaySegmenter(section.replay)
+        return ReplaySegmenter(section.replay or ReplayConfig())
     from segmenter.maskrcnn import MaskRCNNSegmenter
 
     return MaskRCNNSegmenter(section.maskrcnn)
@@ -56,11 +55,6 @@ def open_store(url: str, config: AppConfig) -> Store:
     return store
 
 
-def _store_write(store: Store, run_id: int, analysis) -> None:
-    store.write(run_id, observations=analysis.observations, tracks=analysis.tracks, events=analysis.events, alarms=analysis.alarms,
-                counts=analysis.counts)
-
-
 def _batches(frames: Iterator[Frame], size: int, limit: int | None) -> Iterator[list[Frame]]:
     """Groups of ``size`` frames; a read error first hands over the frames read before it."""
     batch: list[Frame] = []
@@ -80,6 +74,15 @@ def _batches(frames: Iterator[Frame], size: int, limit: int | None) -> Iterator[
         yield batch
 
 
+def build_analyzer(config: AppConfig, camera: CameraConfig, out_dir: Path) -> Analyzer:
+    """The analyzer of one camera, snapshots under the configured folder (default: ``out_dir/snapshots``)."""
+    return Analyzer(camera, config.rules, config.alarms, sampling=config.sampling, snapshot_dir=snapshot_dir(config, out_dir))
+
+
+def snapshot_dir(config: AppConfig, out_dir: Path) -> Path:
+    return Path(config.store.snapshot_dir) if config.store.snapshot_dir else out_dir / "snapshots"
+
+
 def _progress(console: Console) -> Progress:
     return Progress(
         TextColumn("[bold]{task.description}"),
@@ -95,111 +98,113 @@ def _progress(console: Console) -> Progress:
 
 
 def run_pipeline(
-    source_path: Path,
+    source_path: Path | None,
     config: AppConfig,
     out_dir: Path,
     *,
     render: bool = False,
     max_frames: int | None = None,
+    fps: float | None = None,
     console: Console | None = None,
     show_progress: bool = True,
 ) -> dict:
     """Process ``source_path`` into ``out_dir``; returns the summary also written as summary.json.
 
-    Ctrl-C stops after the current batch: everything written so far is kept and
-    the summary says ``interrupted: true``.
+    Without a source the replay segmenter's masks are processed alone, ``1/fps`` s
+    apart. Ctrl-C stops after the current batch: everything written so far is kept
+    and the summary says ``interrupted: true``.
     """
     console = console or Console(stderr=True)
-    source = FrameSource(source_path)
     segmenter = build_segmenter(config.segmenter)
-    tracker = MaskTracker(config.tracker, fps=source.fps)
-    snapshot_dir = Path(config.store.snapshot_dir) if config.store.snapshot_dir else out_dir / "snapshots"
-    analyzer = Analyzer(config.camera, config.rules, config.alarms, fps=source.fps, sampling=config.sampling, snapshot_dir=snapshot_dir)
-    image_size = (source.height, source.width)
+    if source_path is not None:
+        source = FrameSource(source_path, fps=fps)
+        name, rate, fps_from, first_number = str(source.path), source.fps, source.fps_from, source.first_number
+        image_size, total = (source.height, source.width), source.frame_count
+    elif isinstance(segmenter, ReplaySegmenter) and segmenter.image_size is not None:
+        source, name, rate = None, config.segmenter.replay.path, fps or DEFAULT_FOLDER_FPS
+        fps_from = "--fps" if fps else "default"
+        image_size, total = segmenter.image_size, segmenter.frame_count()
+    else:
+        raise InputError("a video or image folder is needed, unless --detections replays masks on their own")
+    if isinstance(segmenter, ReplaySegmenter):
+        first_number = segmenter.first_frame  # MOTS numbering as the replayed file numbers its frames
+    total = min(x for x in (total, max_frames) if x) if (total or max_frames) else None
     out_dir.mkdir(parents=True, exist_ok=True)
     url = store_url(config, out_dir)
     store = open_store(url, config)
-    started_ts = time.time()
-    run_id = store.start_run(config.camera.name, str(source.path), segmenter=config.segmenter.name, unit=analyzer.calibration.unit,
-                             started_ts=started_ts, config=config.model_dump(mode="json"))
-    outputs = RunOutputs(out_dir, image_size, source.fps, parquet=config.output.parquet)
-    renderer = VideoRenderer(out_dir / "annotated.mp4", source.fps, image_size) if render or config.output.render else None
+    analyzer = lambda: build_analyzer(config, config.camera, out_dir)  # noqa: E731
+    files = RunFiles(out_dir, parquet=config.output.parquet)
+    mots = MotsFile(out_dir / "tracks.mots.txt", first_number)
+    sinks: list[Sink] = [files, mots]
+    renderer = None
+    if render or config.output.render:
+        if source is None:
+            raise InputError("--render needs the video or image folder the masks belong to")
+        renderer = VideoRenderer(out_dir / "annotated.mp4", rate, image_size, config.camera)
+        sinks.append(renderer)
+    engine = Engine(segmenter, mask_tracker(config.tracker), analyzer, sinks, backfill_frames=config.tracker.min_hits)
+    run_id = store.start_run(config.camera.name, redact_url(name), segmenter=config.segmenter.name,
+                             unit=engine.analyzer.calibration.unit, started_ts=source.start_ts if source else time.time(),
+                             config=config.model_dump(mode="json"))
+    engine.sinks.append(StoreSink(store, run_id))
     batch_size = config.segmenter.maskrcnn.batch_size if config.segmenter.name == "maskrcnn" else 8
     # Mask R-CNN gets two batches per call, so it can upload one to the GPU while it computes the other
     per_call = 2 * batch_size if config.segmenter.name == "maskrcnn" else batch_size
     depth = 2 * batch_size
-    # enough buffers for the frames of one call, those decoded ahead of it and the one being decoded
-    pool = FramePool(per_call + depth + 1, (source.height, source.width, 3), getattr(segmenter, "host_frame", None))
-    total = min(x for x in (source.frame_count, max_frames) if x) if (source.frame_count or max_frames) else None
-
-    pending: dict[int, list[TrackObservation]] = {}
-    delay = config.tracker.min_hits  # backfilled observations reach back min_hits - 1 frames
-    frames_done, interrupted, error, started = 0, False, None, time.perf_counter()
-
-    def flush(up_to: int) -> None:
-        for frame in sorted(f for f in pending if f <= up_to):
-            outputs.write_frame(frame, sorted(pending.pop(frame), key=lambda o: o.track_id))
-
+    pool = None
+    if source is not None:  # enough buffers for one call's frames, those decoded ahead of it and the one being decoded
+        pool = FramePool(per_call + depth + 1, (source.height, source.width, 3), getattr(segmenter, "host_frame", None))
+        frames = read_ahead(source.frames(pool), depth, pool)
+    else:
+        frames = replay_frames(segmenter.frame_count(), rate, time.time())
+    interrupted, error, started = False, None, time.perf_counter()
     progress = _progress(console) if show_progress else nullcontext()
     try:
-        with progress, closing(read_ahead(source.frames(pool), depth, pool)) as frames:
-            task = progress.add_task(source.path.name, total=total, fps=0.0) if show_progress else None
+        with progress, closing(frames):
+            task = progress.add_task(Path(name).name, total=total, fps=0.0) if show_progress else None
             for batch in _batches(frames, per_call, max_frames):
-                for frame, detections in zip(batch, segmenter.segment([f.image for f in batch])):
-                    result = tracker.update(detections)
-                    pending.setdefault(frame.index, []).extend(result.tracks)
-                    for obs in result.backfill:
-                        pending.setdefault(obs.frame, []).append(obs)
-                    analysis = analyzer.update(frame.index, frame.pts, started_ts + frame.pts, frame.image, result)
-                    outputs.write_events(analysis.events)
-                    _store_write(store, run_id, analysis)
-                    if renderer is not None:
-                        renderer.write(frame.image, result.tracks, config.camera, analyzer.zones.regions)
-                    flush(frame.index - delay)
-                    frames_done += 1
-                pool.release(f.image for f in batch)  # nothing holds on to a frame's image past its batch
+                engine.process(batch)
+                if pool is not None:
+                    pool.release(f.image for f in batch)  # nothing holds on to a frame's image past its batch
                 if task is not None:
                     elapsed = time.perf_counter() - started
-                    progress.update(task, completed=frames_done, fps=frames_done / elapsed if elapsed else 0.0)
+                    progress.update(task, completed=engine.frames, fps=engine.frames / elapsed if elapsed else 0.0)
     except KeyboardInterrupt:
         interrupted = True
     except InputError as exc:  # e.g. a corrupt image mid-folder: keep what was done, then report
         error = str(exc)
     finally:
-        flush(frames_done - 1)  # a frame interrupted mid-way is not counted, so not written either
-        last = max(frames_done - 1, 0)
-        final = analyzer.close(last, started_ts + last / source.fps, last / source.fps)
-        outputs.write_events(final.events)
-        _store_write(store, run_id, final)
-        status = "interrupted" if interrupted else "failed" if error is not None else "finished"
-        store.end_run(run_id, frames=frames_done, status=status, ended_ts=time.time())
-        store.close()
-        if renderer is not None:
-            renderer.close()
+        engine.close("interrupted" if interrupted else "failed" if error is not None else "finished")
     elapsed = time.perf_counter() - started
     summary = {
-        "source": str(source.path),
+        "source": redact_url(name),
         "segmenter": config.segmenter.name,
-        "frames": frames_done,
-        "fps_source": source.fps,
-        "image_size": {"height": source.height, "width": source.width},
+        "frames": engine.frames,
+        "fps_source": rate,
+        "fps_from": fps_from,
+        "first_frame_number": first_number,
+        "image_size": {"height": image_size[0], "width": image_size[1]},
         "elapsed_s": round(elapsed, 3),
-        "processing_fps": round(frames_done / elapsed, 2) if elapsed else 0.0,
+        "processing_fps": round(engine.frames / elapsed, 2) if elapsed else 0.0,
         "interrupted": interrupted,
-        "counts_per_class": dict(sorted(analyzer.unique.items())),
+        "counts_per_class": engine.unique(),
         "camera": config.camera.name,
-        "unit": analyzer.calibration.unit,
-        "line_counts": analyzer.line_counts(),
-        "alarms": analyzer.alarm_total,
+        "unit": engine.analyzer.calibration.unit,
+        "line_counts": engine.line_counts(),
+        "alarms": engine.alarms(),
         "store": redact_url(url),
         "run_id": run_id,
+        **files.summary(),
     }
     if error is not None:
         summary["error"] = error
-    extra = {"snapshots": snapshot_dir} if snapshot_dir.is_dir() else {}
+    paths = files.files() | {"mots": str(mots.path)}
+    if snapshot_dir(config, out_dir).is_dir():
+        paths["snapshots"] = str(snapshot_dir(config, out_dir))
     if renderer is not None:
-        extra["annotated_mp4"] = renderer.path
-    summary = outputs.close(summary, extra_files=extra)
+        paths["annotated_mp4"] = str(renderer.path)
+    summary["files"] = paths
+    (out_dir / "summary.json").write_text(json.dumps(summary, indent=2))
     if error is not None:
-        raise InputError(f"{error} (results of the first {frames_done} frames kept in {out_dir})")
+        raise InputError(f"{error} (results of the first {engine.frames} frames kept in {out_dir})")
     return summary

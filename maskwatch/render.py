@@ -9,6 +9,7 @@ import numpy as np
 
 from analytics.config import CameraConfig
 from analytics.zones import Region
+from maskwatch.engine import Sink, Step
 from tracker.tracker import TrackObservation
 
 
@@ -54,16 +55,16 @@ def draw_frame(image: np.ndarray, tracks: list[TrackObservation], camera: Camera
     return out
 
 
-class VideoRenderer:
-    """Writes annotated frames to an MP4 file."""
+class VideoRenderer(Sink):
+    """Writes every processed frame, annotated, to an MP4 file."""
 
-    def __init__(self, path: Path, fps: float, size: tuple[int, int]) -> None:
+    def __init__(self, path: Path, fps: float, size: tuple[int, int], camera: CameraConfig) -> None:
         height, width = size
-        self.path = path
+        self.path, self.camera = path, camera
         self._writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (width, height))
 
-    def write(self, image: np.ndarray, tracks: list[TrackObservation], camera: CameraConfig, regions: list[Region] = ()) -> None:
-        self._writer.write(draw_frame(image, tracks, camera, regions))
+    def on_frame(self, step: Step) -> None:
+        self._writer.write(draw_frame(step.frame.image, step.tracks.tracks, self.camera, step.regions))
 
-    def close(self) -> None:
+    def close(self, status: str) -> None:
         self._writer.release()

@@ -35,7 +35,7 @@ from maskwatch.camera_worker import run_camera, safe_name
 from maskwatch.config import AppConfig
 from maskwatch.pipeline import store_url
 from maskwatch.segmenter_server import SegmenterLink, run_segmenter_process
-from storage.live import SEGMENTER_STATUS
+from storage.live import SEGMENTER_STATUS, CameraStatus, read_status
 
 log = logging.getLogger(__name__)
 
@@ -88,19 +88,19 @@ class Service:
     def segmenter_status_path(self) -> Path:
         return self.live_dir / SEGMENTER_STATUS  # in a folder: the dashboard takes every *.json of live_dir for a camera
 
-    def status(self) -> dict[str, dict]:
-        """Per camera: the worker's latest status file, plus what the supervisor knows (alive, restarts)."""
+    def status(self) -> dict[str, CameraStatus]:
+        """Per camera: the worker's latest status file, plus what the supervisor knows (alive, restarts, why it died)."""
         out = {}
         for name, worker in self.workers.items():
-            path = self.live_dir / f"{safe_name(name)}.json"
-            try:
-                state = json.loads(path.read_text())
-            except (OSError, ValueError):
-                state = {"camera": name, "connected": False, "source": redact_url(str(self.cameras[name].source))}
-            _add_supervision(state, worker)
+            state = read_status(self.live_dir / f"{safe_name(name)}.json")
+            if state is None:
+                state = CameraStatus.unreported(name, redact_url(str(self.cameras[name].source)))
+            supervision = {"worker_alive": worker.alive, "worker_restarts": worker.restarts}
             if not worker.alive:
-                state["connected"] = False
-            out[name] = state
+                supervision["connected"] = False
+                if worker.last_exit:
+                    supervision["last_error"] = worker.last_exit
+            out[name] = state.model_copy(update=supervision)
         return out
 
     def shared_segmenter_status(self) -> dict | None:
@@ -239,13 +239,11 @@ class _Collector:
         }
         for name, state in self.service.status().items():
             for key, family in gauges.items():
-                value = state.get(key)
-                if key == "connected":
-                    value = 1.0 if value else 0.0
+                value = getattr(state, key)
                 if value is not None:
                     family.add_metric([name], float(value))
             for key, family in counters.items():
-                family.add_metric([name], float(state.get(key) or 0))
+                family.add_metric([name], float(getattr(state, key) or 0))
         yield from gauges.values()
         yield from counters.values()
         backlog = GaugeMetricFamily("maskwatch_alarm_backlog", "Alarm deliveries not yet delivered (pending)")
@@ -273,6 +271,10 @@ def _segmenter_metrics(state: dict):
         yield family
 
 
+HEALTH_FIELDS = {"connected", "fps_in", "fps_out", "lag_s", "segment_s", "frames", "dropped", "reconnects", "queue_depth",
+                 "backoff_s", "last_error", "segmenter_error", "worker_alive", "worker_restarts", "source"}  # per camera in /healthz
+
+
 def _http_server(service: Service, registry: CollectorRegistry) -> ThreadingHTTPServer:
     host, _, port = service.config.service.listen.rpartition(":")
 
@@ -281,11 +283,8 @@ def _http_server(service: Service, registry: CollectorRegistry) -> ThreadingHTTP
             if self.path.startswith("/metrics"):
                 body, ctype, code = generate_latest(registry), "text/plain; version=0.0.4", 200
             elif self.path.startswith("/healthz"):
-                cameras = service.status()
-                body = json.dumps({"status": "ok", "cameras": {
-                    n: {k: s.get(k) for k in ("connected", "fps_in", "fps_out", "lag_s", "segment_s", "frames", "dropped", "reconnects",
-                                              "queue_depth", "backoff_s", "last_error", "segmenter_error", "worker_alive", "worker_restarts", "source")}
-                    for n, s in cameras.items()}, "segmenter": service.shared_segmenter_status()}).encode()
+                cameras = {n: s.model_dump(include=HEALTH_FIELDS) for n, s in service.status().items()}
+                body = json.dumps({"status": "ok", "cameras": cameras, "segmenter": service.shared_segmenter_status()}).encode()
                 ctype, code = "application/json", 200
             else:
                 body, ctype, code = b"not found\n", "text/plain", 404
@@ -345,9 +344,9 @@ def serve(config: AppConfig, out_dir: Path) -> int:
             service.supervise_once(now)
             if mqtt is not None and now - last_mqtt >= 1.0:
                 for name, state in service.status().items():
-                    mqtt.camera_status(name, bool(state.get("connected")))
-                    if state.get("updated_ts"):
-                        mqtt.publish_counts(name, state["updated_ts"], state.get("visible", {}), state.get("occupancy", {}))
+                    mqtt.camera_status(name, state.connected)
+                    if state.updated_ts:
+                        mqtt.publish_counts(name, state.updated_ts, state.visible, state.occupancy)
                 last_mqtt = now
     finally:
         service.stop_workers()

@@ -1,6 +1,9 @@
-"""Frame sources for ``maskwatch run``: a video file or a folder of images.
+"""Frame sources for ``maskwatch run``: a video file or a folder of images, each frame with its timestamp.
 
-Every failure to open or decode becomes an :class:`InputError` naming the path,
+A video's frames carry their own presentation time (pts), so a variable frame
+rate or a stream with gaps gives true durations. An image folder has no clock:
+its rate comes from ``--fps``, else a MOTChallenge ``seqinfo.ini`` beside it,
+else :data:`DEFAULT_FOLDER_FPS` (the summary says which). Every failure to open or decode becomes an :class:`InputError` naming the path,
 so the CLI can report it in one line.
 """
 
@@ -10,8 +13,10 @@ import os
 
 os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")  # FFmpeg's own stderr chatter; errors are ours to report
 
+import configparser
 import queue
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,27 +27,54 @@ import numpy as np
 from common import InputError
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
+DEFAULT_FOLDER_FPS = 10.0
 
 
 @dataclass
 class Frame:
     index: int  # 0-based position in the source
     pts: float  # seconds from the start
-    image: np.ndarray  # BGR uint8
+    ts: float  # wall-clock epoch seconds: the run's start plus pts
+    image: np.ndarray | None  # BGR uint8; None when only masks are replayed
+
+
+def sidecar_fps(folder: Path) -> float | None:
+    """``frameRate`` of a MOTChallenge ``seqinfo.ini`` in the image folder or its parent, if there is one."""
+    for path in (folder / "seqinfo.ini", folder.parent / "seqinfo.ini"):
+        if path.is_file():
+            parser = configparser.ConfigParser()
+            try:
+                parser.read(path)
+                rate = parser.getfloat("Sequence", "frameRate")
+            except (configparser.Error, ValueError):
+                raise InputError(f"{path}: no valid [Sequence] frameRate") from None
+            if rate > 0:
+                return rate
+    return None
+
+
+def replay_frames(count: int, fps: float, start_ts: float) -> Iterator[Frame]:
+    """Frames without images, ``1/fps`` s apart: the clock for masks replayed without their video."""
+    for index in range(count):
+        yield Frame(index, index / fps, start_ts + index / fps, None)
 
 
 class FrameSource:
     """Iterates frames of a video file or an image folder (sorted by name)."""
 
     def __init__(self, path: Path | str, fps: float | None = None) -> None:
+        """``fps`` sets an image folder's rate (a video's frames keep their own timestamps)."""
         self.path = Path(path)
+        self.start_ts = time.time()
         if not self.path.exists():
             raise InputError(f"input not found: {self.path}")
         if self.path.is_dir():
             self.images = sorted(p for p in self.path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
             if not self.images:
                 raise InputError(f"no images ({', '.join(sorted(IMAGE_SUFFIXES))}) in folder {self.path}")
-            self.fps = fps or 10.0
+            sidecar = None if fps else sidecar_fps(self.path)
+            self.fps = fps or sidecar or DEFAULT_FOLDER_FPS
+            self.fps_from = "--fps" if fps else "seqinfo.ini" if sidecar else "default"
             self.frame_count = len(self.images)
             first = self._read_image(self.images[0])
         else:
@@ -51,10 +83,16 @@ class FrameSource:
             ok, first = capture.read()
             if not ok or first is None:
                 raise InputError(f"cannot decode any frame of {self.path}: not a video or corrupt")
-            self.fps = fps or capture.get(cv2.CAP_PROP_FPS) or 25.0
+            self.fps = capture.get(cv2.CAP_PROP_FPS) or 25.0  # nominal: only for the annotated video's header
+            self.fps_from = "video"
             self.frame_count = int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) or None
             capture.release()
         self.height, self.width = first.shape[:2]
+
+    @property
+    def first_number(self) -> int:
+        """How the source numbers its first frame: an image folder's first name when numeric, else 1 (as MOTS20)."""
+        return int(self.images[0].stem) if self.images and self.images[0].stem.isdigit() else 1
 
     def _open_video(self) -> cv2.VideoCapture:
         capture = cv2.VideoCapture(str(self.path))
@@ -82,11 +120,11 @@ class FrameSource:
                 image = self._read_image(path)
                 if image.shape[:2] != (self.height, self.width):
                     raise InputError(f"image {path} is {image.shape[1]}x{image.shape[0]}, expected {self.width}x{self.height}")
-                yield Frame(i, i / self.fps, image if pool is None else pool.copy(image))
+                yield Frame(i, i / self.fps, self.start_ts + i / self.fps, image if pool is None else pool.copy(image))
             return
         capture = self._open_video()
         try:
-            index = 0
+            index, previous = 0, -1.0
             while True:
                 buffer = pool.acquire() if pool is not None else None
                 ok, image = capture.read(buffer)  # into the buffer when its shape fits, else into a new array
@@ -94,7 +132,11 @@ class FrameSource:
                     pool.release([buffer])  # not handed out: the end of the video, or a frame of another size
                 if not ok:
                     break
-                yield Frame(index, index / self.fps, image)
+                pts = capture.get(cv2.CAP_PROP_POS_MSEC) / 1000.0
+                if not pts > previous:  # a container without timestamps, or a broken one: the nominal rate
+                    pts = previous + 1.0 / self.fps
+                previous = pts
+                yield Frame(index, pts, self.start_ts + pts, image)
                 index += 1
         finally:
             capture.release()

@@ -28,18 +28,22 @@ MOTS_CLASS_NAMES = {1: "car", 2: "pedestrian"}
 class ReplayConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    path: str = Field(..., description="MOTS detection txt or COCO results JSON.")
+    path: str | None = Field(None, description="MOTS detection txt or COCO results JSON (`run --detections` sets it).")
     format: Literal["auto", "mots", "coco"] = Field("auto", description="auto: .json is COCO, anything else MOTS txt.")
-    first_frame: int = Field(1, description="Number of the first frame (MOTS20 counts from 1, KITTI MOTS from 0).")
+    first_frame: int | None = Field(
+        None, ge=0, description="Number of the first frame; unset: 0 when the file has a frame 0 (KITTI MOTS), else 1 (MOTS20)."
+    )
     class_names: dict[int, str] = Field(default_factory=lambda: dict(MOTS_CLASS_NAMES), description="Name per class id.")
     score_threshold: float = Field(0.0, ge=0, le=1, description="Detections below this score are not served.")
 
 
 class ReplaySegmenter:
-    """Serves the stored detections of consecutive frames, starting at ``first_frame``."""
+    """Serves the stored detections of consecutive frames, starting at :attr:`first_frame`."""
 
     def __init__(self, config: ReplayConfig) -> None:
         self.config = config
+        if config.path is None:
+            raise InputError("segmenter.replay.path is required with the replay segmenter (or run --detections FILE)")
         path = Path(config.path)
         fmt = config.format if config.format != "auto" else ("coco" if path.suffix.lower() == ".json" else "mots")
         rows = _load_coco(path) if fmt == "coco" else _load_mots(path)
@@ -51,12 +55,16 @@ class ReplaySegmenter:
         if len(sizes) > 1:
             raise InputError(f"{path}: detections have different image sizes {sorted(sizes)}")
         self.image_size: tuple[int, int] | None = sizes.pop() if sizes else None
-        self.last_frame = max((row[0] for row in rows), default=config.first_frame - 1)
-        self.cursor = config.first_frame
+        if config.first_frame is not None:
+            self.first_frame = config.first_frame
+        else:
+            self.first_frame = 0 if any(row[0] == 0 for row in rows) else 1
+        self.last_frame = max((row[0] for row in rows), default=self.first_frame - 1)
+        self.cursor = self.first_frame
 
     def frame_count(self) -> int:
-        """Frames from ``first_frame`` to the last frame with a detection."""
-        return max(self.last_frame - self.config.first_frame + 1, 0)
+        """Frames from :attr:`first_frame` to the last frame with a detection."""
+        return max(self.last_frame - self.first_frame + 1, 0)
 
     def segment(self, frames: Sequence[np.ndarray | None]) -> list[Detections]:
         """One ``Detections`` per frame; frames may be ``None`` when only masks are replayed."""
