@@ -7,9 +7,10 @@ time-zone-aware pandas timestamps. Every size carries its ``unit``.
 
 from __future__ import annotations
 
+import json
 import uuid
-from dataclasses import dataclass, field
-from typing import Literal
+from dataclasses import dataclass, field, fields
+from typing import Any, Literal
 
 EventKind = Literal["zone_enter", "zone_exit", "dwell_exceeded", "line_cross", "size_rule", "count_threshold"]
 Severity = Literal["info", "warning", "critical"]
@@ -44,6 +45,7 @@ class ObservationRecord:
     frame: int
     pts: float
     track_id: int
+    track_uid: str
     class_name: str
     score: float
     box: tuple[float, float, float, float]  # xyxy pixels
@@ -64,6 +66,7 @@ class TrackRecord:
     """
 
     track_id: int
+    track_uid: str
     class_name: str
     first_ts: float
     last_ts: float
@@ -86,7 +89,8 @@ class EventRecord:
     ts: float
     frame: int
     pts: float
-    track_id: int | None = None
+    track_id: int | None = None  # small per-run id, for display
+    track_uid: str | None = None  # unique across runs, cameras and restarts
     class_name: str | None = None
     zone: str | None = None
     line: str | None = None
@@ -96,6 +100,30 @@ class EventRecord:
     values: dict = field(default_factory=dict)  # everything else worth showing (direction, bounds, anchor id, ...)
     snapshot: str | None = None  # path relative to the snapshot folder
     id: str = field(default_factory=new_id)
+
+
+EVENT_COLUMNS: tuple[str, ...] = tuple(f.name for f in fields(EventRecord))  # every table of events has these
+
+
+def json_default(value: Any) -> Any:
+    """For ``json.dumps``: numpy scalars and arrays (from the tracker and analyzer) as their Python equivalents."""
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
+
+
+def event_row(event: EventRecord) -> dict[str, Any]:
+    """The event by :data:`EVENT_COLUMNS` as plain Python values, ``values`` as JSON text: a row of any events table.
+
+    Numpy scalars become ints and floats (drivers and CSV writers want those);
+    ``values`` is text because its keys differ from event to event.
+    """
+    row = {}
+    for name in EVENT_COLUMNS:
+        value = getattr(event, name)
+        row[name] = value.tolist() if hasattr(value, "tolist") else value
+    row["values"] = json.dumps(event.values, default=json_default)
+    return row
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,6 +136,7 @@ class AlarmRecord:
     camera: str
     ts: float
     track_id: int | None
+    track_uid: str | None
     id: str = field(default_factory=new_id)
     state: Literal["open", "acknowledged"] = "open"
     channels: tuple[str, ...] = ()  # where to deliver it (webhook names, "mqtt"): one outbox row each

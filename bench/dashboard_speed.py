@@ -28,18 +28,8 @@ import numpy as np
 from sqlalchemy import Engine, Table, select
 
 from analytics.records import SIZE_FIELDS
-from storage.store import (
-    Store,
-    alarms,
-    cameras,
-    counts,
-    deliveries,
-    events,
-    observations,
-    rebuild_hourly_counts,
-    runs,
-    tracks,
-)
+from storage.schema import alarms, cameras, counts, deliveries, events, observations, runs, tracks
+from storage.store import Store, rebuild_hourly_counts
 
 CAMERAS, CLASSES, ZONES = ("dock-north", "dock-south", "gate"), ("person", "bottle", "forklift"), ("loading", "aisle")
 DAYS, TRACKS, OBS_PER_TRACK, EVENTS, ALARMS = 30, 20_000, 50, 50_000, 5_000
@@ -73,11 +63,12 @@ def fill(url: str, live_dir: Path, end: float) -> dict[str, int]:
             first = begin + (end - begin - 60) * t / TRACKS
             x, y, vx, vy = rng.uniform(50, 1200), rng.uniform(50, 650), rng.uniform(-8, 8), rng.uniform(-4, 4)
             length = {"person": 1.7, "bottle": 0.3, "forklift": 3.2}[cls] * rng.uniform(0.8, 1.25)
+            uid = uuid.UUID(int=rng.getrandbits(128)).hex
             for i in range(OBS_PER_TRACK):
                 cx, cy = x + vx * i, y + vy * i
                 obs_rows.append({
                     "run_id": run_of[cid], "camera_id": cid, "ts": first + i * 0.5, "frame": i * 5, "pts": i * 0.5,
-                    "track_id": t, "class_name": cls, "score": 0.9, "x0": cx - 20, "y0": cy - 40, "x1": cx + 20,
+                    "track_id": t, "track_uid": uid, "class_name": cls, "score": 0.9, "x0": cx - 20, "y0": cy - 40, "x1": cx + 20,
                     "y1": cy + 40, "cx": cx, "cy": cy, "area_px": 3200, "area": length * length * 0.4,
                     "perimeter": length * 3, "length": length, "width": length * 0.4, "angle": 10.0,
                     "diameter": length * 0.7, "unit": "m", "clean": i % 4 != 0, "speed": 1.0,
@@ -86,7 +77,7 @@ def fill(url: str, live_dir: Path, end: float) -> dict[str, int]:
             sizes = {"area_median": 0.4 * length**2, "perimeter_median": 3 * length, "length_median": length,
                      "width_median": 0.4 * length, "diameter_median": 0.7 * length}  # fmt: skip
             track_rows.append({
-                "run_id": run_of[cid], "camera_id": cid, "track_id": t, "class_name": cls, "first_ts": first,
+                "run_id": run_of[cid], "camera_id": cid, "track_id": t, "track_uid": uid, "class_name": cls, "first_ts": first,
                 "last_ts": first + OBS_PER_TRACK * 0.5, "first_frame": 0, "last_frame": OBS_PER_TRACK * 5,
                 "frames_seen": OBS_PER_TRACK * 5, "unit": "m", **sizes, **{f"{f}_iqr": 0.01 for f in SIZE_FIELDS},
                 "size_samples": OBS_PER_TRACK, "speed_median": 1.0, "snapshot": None,
@@ -102,7 +93,7 @@ def fill(url: str, live_dir: Path, end: float) -> dict[str, int]:
             event_rows.append({
                 "id": str(uuid.UUID(int=rng.getrandbits(128))), "run_id": track["run_id"], "camera_id": track["camera_id"],
                 "ts": track["first_ts"] + rng.uniform(0, 25), "frame": 0, "pts": 0.0, "kind": kind,
-                "track_id": track["track_id"], "class_name": track["class_name"],
+                "track_id": track["track_id"], "track_uid": track["track_uid"], "class_name": track["class_name"],
                 "zone": ZONES[e % 2] if kind.startswith(("zone", "dwell")) else None,
                 "line": "door" if kind == "line_cross" else None, "rule": "too-long" if kind == "size_rule" else None,
                 "value": 1.0, "unit": "m", "values_json": json.dumps(values), "snapshot": None,
@@ -115,7 +106,7 @@ def fill(url: str, live_dir: Path, end: float) -> dict[str, int]:
             alarm_rows.append({
                 "id": alarm_id, "event_id": event["id"], "run_id": event["run_id"], "camera_id": event["camera_id"],
                 "ts": event["ts"], "rule": "intrusion", "severity": ("critical", "warning", "info")[a % 3],
-                "track_id": event["track_id"], "state": "acknowledged" if a % 2 else "open",
+                "track_id": event["track_id"], "track_uid": event["track_uid"], "state": "acknowledged" if a % 2 else "open",
                 "acknowledged_by": "olivia" if a % 2 else None, "acknowledged_ts": event["ts"] + 60 if a % 2 else None,
             })  # fmt: skip
             state = ("delivered", "delivered", "pending", "dead")[a % 4]

@@ -18,6 +18,7 @@ import os
 import statistics
 import tempfile
 import time
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 
@@ -25,8 +26,10 @@ from sqlalchemy import create_engine, make_url, select, text
 from sqlalchemy.exc import OperationalError
 
 from analytics.records import CountRecord, EventRecord, Measurement, ObservationRecord, TrackRecord
+from storage.engine import make_engine
 from storage.export import load_events
-from storage.store import Store, cameras, events, make_engine
+from storage.schema import cameras, events
+from storage.store import Store
 
 PG_URL = os.environ.get("MASKWATCH_TEST_PG_URL", "postgresql+psycopg://root@127.0.0.1:5432/test")
 CAMERAS = [f"cam-{i}" for i in range(4)]
@@ -39,15 +42,16 @@ def fill(url: str, frames: int, end_ts: float) -> float:
     spent = 0.0
     store = Store(url, batch_frames=30)
     run_ids = [store.start_run(c, "bench", segmenter="motion", unit="mm", started_ts=end_ts - SPAN) for c in CAMERAS]
+    uids = {(c, t): uuid.uuid4().hex for c in CAMERAS for t in range(OBJECTS)}
     for frame in range(frames):
         ts, camera = end_ts - SPAN + SPAN * frame / frames, CAMERAS[frame % len(CAMERAS)]
         size = Measurement(1200.0 + frame % 7, 140.0, 50.0, 24.0, 12.0, 39.0, "mm", True)
         observations = [
-            ObservationRecord(ts, frame, frame / 30, t, "bottle", 0.9, (t, 10.0, t + 40.0, 60.0), t + 20.0, 35.0, 1800,
+            ObservationRecord(ts, frame, frame / 30, t, uids[camera, t], "bottle", 0.9, (t, 10.0, t + 40.0, 60.0), t + 20.0, 35.0, 1800,
                               size, 120.0, ("belt",))
             for t in range(OBJECTS)
         ]  # fmt: skip
-        tracks = [TrackRecord(t, "bottle", end_ts - SPAN, ts, 0, frame, frame + 1, "mm", {"area": (1200.0, 5.0)}, 9)
+        tracks = [TrackRecord(t, uids[camera, t], "bottle", end_ts - SPAN, ts, 0, frame, frame + 1, "mm", {"area": (1200.0, 5.0)}, 9)
                   for t in range(OBJECTS)]  # fmt: skip
         counts = [CountRecord(ts, frame, "bottle", None, OBJECTS), CountRecord(ts, frame, "bottle", "belt", 20)]
         news = [EventRecord("zone_enter", camera, ts, frame, frame / 30, zone="belt")] if frame % 10 == 0 else []

@@ -18,22 +18,23 @@ from typing import Any
 
 import pandas as pd
 import streamlit as st
-from sqlalchemy import Engine, Float, Integer, and_, case, cast, func, inspect, literal, or_, select
+from sqlalchemy import Engine, Float, Integer, and_, case, cast, func, literal, or_, select
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.sql import ColumnElement, Select
 
 from analytics.records import SIZE_FIELDS
 from delivery.outbox import outbox_status
+from storage.engine import open_engine
 from storage.export import unique_counts
-from storage.geometry import GEOMETRY_KEYS, camera_geometry, load_geometry
-from storage.store import (
+from storage.geometry import GEOMETRY_KEYS, load_geometry
+from storage.schema import (
     alarms,
+    camera_geometry,
     cameras,
     counts,
     counts_hourly,
     deliveries,
     events,
-    make_engine,
     observations,
     runs,
     tracks,
@@ -47,8 +48,8 @@ Ids = tuple[int, ...]
 
 @st.cache_resource(show_spinner=False)
 def engine(url: str) -> Engine:
-    """One pool per store URL for the whole server, not one per page view."""
-    return make_engine(url)
+    """One pool per store URL for the whole server, not one per page view; the store migrated once, first."""
+    return open_engine(url)
 
 
 def _read(url: str, stmt: Select, **dtypes: str) -> pd.DataFrame:
@@ -312,16 +313,10 @@ def alarm_feed(
 
 
 @st.cache_data(ttl=TTL_S, show_spinner=False)
-def has_outbox(url: str) -> bool:
-    """Stores last written before the alarm outbox existed have no ``deliveries`` table (until a writer opens them)."""
-    return inspect(engine(url)).has_table("deliveries")
-
-
-@st.cache_data(ttl=TTL_S, show_spinner=False)
 def alarm_deliveries(url: str, alarm_ids: tuple[str, ...]) -> pd.DataFrame:
     """The outbox rows of these alarms (one per channel): state, attempts, last status and error."""
     columns = ("alarm_id", "channel", "state", "attempts", "last_status", "last_error")
-    if not alarm_ids or not has_outbox(url):
+    if not alarm_ids:
         return pd.DataFrame(columns=list(columns))
     stmt = select(*(deliveries.c[c] for c in columns)).where(deliveries.c.alarm_id.in_(alarm_ids)).order_by(deliveries.c.channel)
     return _read(url, stmt, last_status="Int64")
@@ -330,7 +325,7 @@ def alarm_deliveries(url: str, alarm_ids: tuple[str, ...]) -> pd.DataFrame:
 @st.cache_data(ttl=TTL_S, show_spinner=False)
 def dead_letters(url: str, cameras_shown: tuple[str, ...]) -> pd.DataFrame:
     """Deliveries that gave up (delivery.outbox.outbox_status), with the response that decided it."""
-    frames = [outbox_status(url, camera=camera, state="dead") for camera in cameras_shown if has_outbox(url)]
+    frames = [outbox_status(url, camera=camera, state="dead") for camera in cameras_shown]
     dead = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
     if dead.empty:
         return dead

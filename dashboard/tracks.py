@@ -55,6 +55,7 @@ def render() -> None:
     st.markdown(
         f"**Track {track_id}** ({track['class_name']}) · seen {fmt_ts(track['first_ts'])} → {fmt_ts(track['last_ts'])} UTC"
         f" · {track['frames_seen']} frames · {len(path)} stored observations"
+        + (f" · uid `{track['track_uid']}`" if track["track_uid"] else "")  # none in runs stored before uids
     )
     picture, details = st.columns([3, 2])
     with picture:

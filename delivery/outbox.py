@@ -37,7 +37,9 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import OperationalError
 from standardwebhooks import Webhook
 
-from storage.store import alarms, cameras, deliveries, events, make_engine, metadata
+from analytics.records import EVENT_COLUMNS
+from storage.engine import open_engine
+from storage.schema import alarms, cameras, deliveries, events
 
 log = logging.getLogger(__name__)
 
@@ -299,26 +301,26 @@ def alarm_payload(
     with the camera's name under ``camera``. The body is::
 
         {"type": "alarm",
-         "alarm": {id, rule, severity, camera, time, ts, track_id, state},
-         "event": {id, kind, camera, time, ts, frame, pts, track_id, class_name, zone, line,
-                   rule, value, unit, values, snapshot},
+         "alarm": {id, rule, severity, camera, time, ts, track_id, track_uid, state},
+         "event": {time, and every field of analytics.records.EventRecord (EVENT_COLUMNS)},
          "snapshot_url": ... | "snapshot_base64": ...}
 
-    ``time`` is ISO 8601 UTC (``...Z``), ``ts`` epoch seconds; ``event.snapshot`` is the
-    path relative to the snapshot folder. ``snapshot_url`` (mode ``url``) joins it to
+    ``time`` is ISO 8601 UTC (``...Z``), ``ts`` epoch seconds; ``track_uid`` identifies the
+    track across runs and cameras (``track_id`` is its short display number; both null
+    for alarms about no single track); ``event.values`` is the decoded ``values_json``
+    and ``event.snapshot`` the path relative to the snapshot folder. ``snapshot_url`` (mode ``url``) joins it to
     ``snapshot_base_url``; ``snapshot_base64`` (mode ``base64``) is the JPEG read from
     ``snapshot_root``. Either is null when the event has no snapshot, no base URL is
     configured or the file is gone; mode ``none`` leaves both keys out.
     """
     a, e = alarm_row, event_row
+    event = {name: e[name] for name in EVENT_COLUMNS if name != "values"}
     body: dict[str, Any] = {
         "type": "alarm",
         "alarm": {"id": a["id"], "rule": a["rule"], "severity": a["severity"], "camera": a["camera"],
-                  "time": _iso(a["ts"]), "ts": a["ts"], "track_id": a["track_id"], "state": a["state"]},
-        "event": {"id": e["id"], "kind": e["kind"], "camera": e["camera"], "time": _iso(e["ts"]), "ts": e["ts"],
-                  "frame": e["frame"], "pts": e["pts"], "track_id": e["track_id"], "class_name": e["class_name"],
-                  "zone": e["zone"], "line": e["line"], "rule": e["rule"], "value": e["value"], "unit": e["unit"],
-                  "values": json.loads(e["values_json"]), "snapshot": e["snapshot"]},
+                  "time": _iso(a["ts"]), "ts": a["ts"], "track_id": a["track_id"], "track_uid": a["track_uid"],
+                  "state": a["state"]},
+        "event": event | {"time": _iso(e["ts"]), "values": json.loads(e["values_json"])},
     }  # fmt: skip
     snapshot = e["snapshot"]
     if snapshot_mode == "url":
@@ -352,8 +354,7 @@ class Sender:
     def __init__(
         self, url: str, channels: Mapping[str, Channel], config: DeliveryConfig, snapshot_root: Path | None = None
     ) -> None:
-        self.engine = make_engine(url)
-        metadata.create_all(self.engine)  # a sender may start before the first pipeline
+        self.engine = open_engine(url)  # a sender may start before the first pipeline
         self.channels = dict(channels)
         self.config = config
         self.snapshot_root = snapshot_root
@@ -490,7 +491,7 @@ def outbox_status(url: str, camera: str | None = None, state: str | None = None)
         stmt = stmt.where(cameras.c.name == camera)
     if state is not None:
         stmt = stmt.where(deliveries.c.state == state)
-    engine = make_engine(url)
+    engine = open_engine(url)
     try:
         with engine.connect() as conn:
             frame = pd.read_sql(stmt, conn, dtype={"last_status": "Int64", "delivered_ts": "float64"})
@@ -503,7 +504,7 @@ def outbox_status(url: str, camera: str | None = None, state: str | None = None)
 
 def pending_count(url: str) -> int:
     """Deliveries still to be sent: the alarm backlog metric."""
-    engine = make_engine(url)
+    engine = open_engine(url)
     try:
         with engine.connect() as conn:
             stmt = select(func.count()).select_from(deliveries).where(deliveries.c.state == "pending")

@@ -3,7 +3,8 @@
 Filters become SQL ``WHERE`` clauses on the store's (camera, time) indexes, so
 "one camera, last hour" reads only those rows even when the store holds months.
 Every frame gets the camera's ``name`` as ``camera`` and a time-zone-aware UTC
-``time`` beside the raw epoch ``ts``.
+``time`` beside the raw epoch ``ts``; rows of tracks carry their ``track_uid``
+(None in rows stored before the stores had one).
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ from typing import Any, Literal
 import pandas as pd
 from sqlalchemy import Boolean, Double, Integer, Table, func, select
 
-from storage.store import alarms, cameras, counts, events, make_engine, observations, tracks
+from storage.engine import open_engine
+from storage.schema import alarms, cameras, counts, events, observations, tracks
 
 TimeLike = dt.datetime | pd.Timestamp | str | float | int
 TableName = Literal["tracks", "observations", "events", "alarms", "counts"]
@@ -70,7 +72,7 @@ def _query(
     if camera is not None:
         stmt = stmt.where(cameras.c.name == camera)
     stmt = stmt.where(*(table.c[column] == value for column, value in equal.items() if value is not None))
-    engine = make_engine(url)
+    engine = open_engine(url)
     try:
         with engine.connect() as conn:
             frame = pd.read_sql(stmt.order_by(ts, table.c.id), conn, dtype=_dtypes(table))
@@ -155,7 +157,7 @@ def unique_counts(
         stmt = stmt.where(tracks.c.first_ts < to_epoch(until))
     if camera is not None:
         stmt = stmt.where(cameras.c.name == camera)
-    engine = make_engine(url)
+    engine = open_engine(url)
     try:
         with engine.connect() as conn:
             rows = conn.execute(stmt.group_by(tracks.c.class_name).order_by(tracks.c.class_name)).all()

@@ -17,8 +17,7 @@ Contract with the running service (``maskwatch serve``):
   geometry always validates; it holds exactly the keys ``zones``,
   ``dynamic_zones`` and ``lines`` with every default filled in.
 
-The table lives in its own ``MetaData`` and is created on first use, so stores
-made before it existed gain it without a migration step.
+The table is :data:`storage.schema.camera_geometry`, migrated like every other.
 """
 
 from __future__ import annotations
@@ -29,25 +28,14 @@ from collections.abc import Sequence
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
-from sqlalchemy import Column, Double, Engine, Integer, MetaData, String, Table, Text, select
+from sqlalchemy import select
 from sqlalchemy.dialects import postgresql, sqlite
 
 from analytics.config import CameraConfig
-from storage.store import make_engine
+from storage.engine import open_engine
+from storage.schema import camera_geometry
 
 GEOMETRY_KEYS = ("zones", "dynamic_zones", "lines")
-
-geometry_metadata = MetaData()
-
-camera_geometry = Table(
-    "camera_geometry",
-    geometry_metadata,
-    Column("id", Integer, primary_key=True),
-    Column("camera", String(200), nullable=False, unique=True),
-    Column("geometry_json", Text, nullable=False),
-    Column("updated_ts", Double, nullable=False),
-    Column("updated_by", String(200), nullable=False),
-)
 
 Items = Sequence[dict[str, Any] | BaseModel]
 
@@ -72,17 +60,11 @@ def validate_geometry(camera: str, zones: Items, dynamic_zones: Items, lines: It
     return config.model_dump(mode="json", include=set(GEOMETRY_KEYS))
 
 
-def _engine(url: str) -> Engine:
-    engine = make_engine(url)
-    geometry_metadata.create_all(engine)
-    return engine
-
-
 def save_geometry(url: str, camera: str, zones: Items, dynamic_zones: Items, lines: Items, user: str) -> float:
     """Validate and store a camera's whole geometry (replacing the previous one); returns its ``updated_ts``."""
     geometry = validate_geometry(camera, zones, dynamic_zones, lines)
     row = {"camera": camera, "geometry_json": json.dumps(geometry), "updated_ts": time.time(), "updated_by": user}
-    engine = _engine(url)
+    engine = open_engine(url)
     try:
         insert = (postgresql if engine.dialect.name == "postgresql" else sqlite).insert(camera_geometry).values(row)
         upsert = insert.on_conflict_do_update(
@@ -97,7 +79,7 @@ def save_geometry(url: str, camera: str, zones: Items, dynamic_zones: Items, lin
 
 def load_geometry(url: str, camera: str) -> tuple[dict[str, Any], float] | None:
     """``({zones, dynamic_zones, lines}, updated_ts)`` last saved for ``camera``; None if never edited."""
-    engine = _engine(url)
+    engine = open_engine(url)
     try:
         with engine.connect() as conn:
             row = conn.execute(

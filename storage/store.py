@@ -1,17 +1,14 @@
-"""The analytics store: records from :mod:`analytics.records` into SQLite or PostgreSQL.
+"""The store's writer: records from :mod:`analytics.records` into SQLite or PostgreSQL.
 
-One code path for both, chosen by URL: ``sqlite:///path.db`` (embedded, the default
-for a single box) or ``postgresql+psycopg://user@host/db`` (several cameras, a shared
-dashboard). Writes are buffered per frame and flushed as one transaction per batch,
-so the database sees a few large executemany inserts instead of one commit per
-frame, and a crash loses at most the unflushed batch. Alarms are flushed at once:
-an operator must never wait for a batch to fill.
+The tables are :mod:`storage.schema`'s; opening a store migrates it first
+(:mod:`storage.migrations`). Writes are buffered per frame and flushed as one
+transaction per batch, so the database sees a few large executemany inserts
+instead of one commit per frame, and a crash loses at most the unflushed batch.
+Alarms are flushed at once: an operator must never wait for a batch to fill.
 
 Every alarm carries its outbox: one ``deliveries`` row per channel it must reach
 (webhook names, "mqtt"), inserted in the alarm's own transaction, so an alarm is
 never stored without them nor they without it. :mod:`delivery.outbox` sends them.
-
-Times are float UTC epoch seconds (``ts``), stored as double precision.
 """
 
 from __future__ import annotations
@@ -22,232 +19,36 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, Self
 
-from sqlalchemy import (
-    BigInteger,
-    Boolean,
-    CheckConstraint,
-    Column,
-    Double,
-    Engine,
-    ForeignKey,
-    Index,
-    Integer,
-    MetaData,
-    String,
-    Table,
-    Text,
-    UniqueConstraint,
-    case,
-    cast,
-    create_engine,
-    delete,
-    event,
-    func,
-    select,
-    update,
-)
+from sqlalchemy import Double, Engine, Integer, Table, case, cast, delete, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 
-from analytics.records import SIZE_FIELDS, AlarmRecord, CountRecord, EventRecord, ObservationRecord, TrackRecord
-
-RUN_STATUSES = ("running", "finished", "interrupted", "failed")
-DELIVERY_STATES = ("pending", "delivered", "dead")
-
-# SQLite only auto-increments a column declared exactly INTEGER PRIMARY KEY.
-BigId = BigInteger().with_variant(Integer(), "sqlite")
-
-metadata = MetaData()
-
-cameras = Table(
-    "cameras",
-    metadata,
-    Column("id", Integer, primary_key=True),
-    Column("name", String(200), nullable=False, unique=True),
-    Column("unit", String(16), nullable=False),
-    Column("created_ts", Double, nullable=False),
+from analytics.records import (
+    SIZE_FIELDS,
+    AlarmRecord,
+    CountRecord,
+    EventRecord,
+    ObservationRecord,
+    TrackRecord,
+    event_row,
+    json_default,
 )
-
-runs = Table(
-    "runs",
+from storage.engine import make_engine, open_engine
+from storage.migrations import upgrade
+from storage.schema import (
+    RUN_STATUSES,
+    alarms,
+    cameras,
+    counts,
+    counts_hourly,
     metadata,
-    Column("id", Integer, primary_key=True),
-    Column("camera_id", ForeignKey("cameras.id"), nullable=False),
-    Column("source", Text, nullable=False),
-    Column("segmenter", String(64), nullable=False),
-    Column("started_ts", Double, nullable=False),
-    Column("ended_ts", Double),
-    Column("frames", Integer),
-    Column("status", String(16), nullable=False),
-    Column("config_json", Text, nullable=False),
-    CheckConstraint(f"status IN {RUN_STATUSES}", name="runs_status"),
-)
-
-tracks = Table(
-    "tracks",
-    metadata,
-    Column("id", Integer, primary_key=True),
-    Column("run_id", ForeignKey("runs.id"), nullable=False),
-    Column("camera_id", ForeignKey("cameras.id"), nullable=False),
-    Column("track_id", Integer, nullable=False),
-    Column("class_name", String(64), nullable=False),
-    Column("first_ts", Double, nullable=False),
-    Column("last_ts", Double, nullable=False),
-    Column("first_frame", Integer, nullable=False),
-    Column("last_frame", Integer, nullable=False),
-    Column("frames_seen", Integer, nullable=False),
-    Column("unit", String(16), nullable=False),
-    *(Column(f"{f}_{stat}", Double) for f in SIZE_FIELDS for stat in ("median", "iqr")),
-    Column("size_samples", Integer, nullable=False),
-    Column("speed_median", Double),
-    Column("snapshot", Text),
-    UniqueConstraint("run_id", "track_id", name="tracks_run_track"),
-    Index("tracks_camera_ts", "camera_id", "first_ts"),
-    Index("tracks_camera_class_ts", "camera_id", "class_name", "first_ts"),
-)
-
-observations = Table(
-    "observations",
-    metadata,
-    Column("id", BigId, primary_key=True, autoincrement=True),
-    Column("run_id", ForeignKey("runs.id"), nullable=False),
-    Column("camera_id", ForeignKey("cameras.id"), nullable=False),
-    Column("ts", Double, nullable=False),
-    Column("frame", Integer, nullable=False),
-    Column("pts", Double, nullable=False),
-    Column("track_id", Integer, nullable=False),
-    Column("class_name", String(64), nullable=False),
-    Column("score", Double, nullable=False),
-    *(Column(c, Double, nullable=False) for c in ("x0", "y0", "x1", "y1", "cx", "cy")),
-    Column("area_px", Integer, nullable=False),
-    *(Column(c, Double) for c in ("area", "perimeter", "length", "width", "angle", "diameter")),
-    Column("unit", String(16)),
-    Column("clean", Boolean),
-    Column("speed", Double),
-    Column("zones", Text, nullable=False),
-    Index("observations_camera_ts", "camera_id", "ts"),
-    Index("observations_camera_class_ts", "camera_id", "class_name", "ts"),
-    Index("observations_run_track", "run_id", "track_id"),
-)
-
-events = Table(
-    "events",
-    metadata,
-    Column("id", String(36), primary_key=True),
-    Column("run_id", ForeignKey("runs.id"), nullable=False),
-    Column("camera_id", ForeignKey("cameras.id"), nullable=False),
-    Column("ts", Double, nullable=False),
-    Column("frame", Integer, nullable=False),
-    Column("pts", Double, nullable=False),
-    Column("kind", String(32), nullable=False),
-    Column("track_id", Integer),
-    Column("class_name", String(64)),
-    Column("zone", String(200)),
-    Column("line", String(200)),
-    Column("rule", String(200)),
-    Column("value", Double),
-    Column("unit", String(16)),
-    Column("values_json", Text, nullable=False),
-    Column("snapshot", Text),
-    Index("events_camera_ts", "camera_id", "ts"),
-    Index("events_camera_zone_ts", "camera_id", "zone", "ts"),
-    Index("events_camera_class_ts", "camera_id", "class_name", "ts"),
-)
-
-alarms = Table(
-    "alarms",
-    metadata,
-    Column("id", String(36), primary_key=True),
-    Column("event_id", ForeignKey("events.id"), nullable=False),
-    Column("run_id", ForeignKey("runs.id"), nullable=False),
-    Column("camera_id", ForeignKey("cameras.id"), nullable=False),
-    Column("ts", Double, nullable=False),
-    Column("rule", String(200), nullable=False),
-    Column("severity", String(16), nullable=False),
-    Column("track_id", Integer),
-    Column("state", String(16), nullable=False),
-    Column("acknowledged_by", String(200)),
-    Column("acknowledged_ts", Double),
-    CheckConstraint("state IN ('open', 'acknowledged')", name="alarms_state"),
-    Index("alarms_camera_ts", "camera_id", "ts"),
-    Index("alarms_state_ts", "state", "ts"),
-)
-
-deliveries = Table(  # the alarm outbox: what delivery.outbox still has to send, and what became of it
-    "deliveries",
-    metadata,
-    Column("id", BigId, primary_key=True, autoincrement=True),
-    Column("alarm_id", ForeignKey("alarms.id"), nullable=False),
-    Column("event_id", String(36), nullable=False),
-    Column("camera_id", ForeignKey("cameras.id"), nullable=False),
-    Column("channel", String(200), nullable=False),
-    Column("state", String(16), nullable=False),
-    Column("attempts", Integer, nullable=False),
-    Column("last_status", Integer),  # HTTP status of the last attempt (None: no response)
-    Column("last_error", Text),
-    Column("response", Text),  # first 2 kB of the response that dead-lettered it
-    Column("next_attempt_ts", Double, nullable=False),
-    Column("created_ts", Double, nullable=False),
-    Column("delivered_ts", Double),
-    CheckConstraint(f"state IN {DELIVERY_STATES}", name="deliveries_state"),
-    UniqueConstraint("alarm_id", "channel", name="deliveries_alarm_channel"),
-    Index("deliveries_state_next", "state", "next_attempt_ts"),
-)
-
-counts = Table(
-    "counts",
-    metadata,
-    Column("id", BigId, primary_key=True, autoincrement=True),
-    Column("run_id", ForeignKey("runs.id"), nullable=False),
-    Column("camera_id", ForeignKey("cameras.id"), nullable=False),
-    Column("ts", Double, nullable=False),
-    Column("frame", Integer, nullable=False),
-    Column("class_name", String(64), nullable=False),
-    Column("zone", String(200)),
-    Column("visible", Integer, nullable=False),
-    Index("counts_camera_ts", "camera_id", "ts"),
-    Index("counts_camera_zone_ts", "camera_id", "zone", "ts"),
-)
-
-counts_hourly = Table(  # the dashboard's long windows read this: 3,600 samples a second-by-second count become one row
-    "counts_hourly",
-    metadata,
-    Column("id", BigId, primary_key=True, autoincrement=True),
-    Column("camera_id", ForeignKey("cameras.id"), nullable=False),
-    Column("hour_ts", Double, nullable=False),  # start of the UTC hour
-    Column("class_name", String(64), nullable=False),
-    Column("zone", String(200), nullable=False),  # "" for the whole frame: NULLs never conflict in a unique key
-    Column("visible_max", Integer, nullable=False),
-    Column("visible_sum", Double, nullable=False),
-    Column("samples", Integer, nullable=False),
-    UniqueConstraint("camera_id", "hour_ts", "class_name", "zone"),
+    observations,
+    runs,
+    tracks,
 )
 
 # Plain inserts, in flush order: alarms reference events and deliveries alarms, so they go first.
 _INSERTED = ("observations", "events", "alarms", "deliveries", "counts")
-
-
-def make_engine(url: str) -> Engine:
-    """An engine for ``url``; SQLite files get WAL so the dashboard reads while the pipeline writes.
-
-    ``synchronous=NORMAL`` under WAL keeps every committed batch through a process
-    crash (only a power loss may drop the last commits) at a fraction of FULL's fsyncs;
-    the busy timeout lets a reader's checkpoint and a writer wait for each other
-    instead of failing with "database is locked". Foreign keys are switched on so
-    SQLite rejects what PostgreSQL rejects.
-    """
-    if make_url(url).get_backend_name() != "sqlite":
-        return create_engine(url, pool_pre_ping=True)
-    engine = create_engine(url)
-
-    @event.listens_for(engine, "connect")
-    def _pragmas(dbapi_connection: Any, _record: Any) -> None:
-        cursor = dbapi_connection.cursor()
-        for pragma in ("journal_mode=WAL", "synchronous=NORMAL", "busy_timeout=10000", "foreign_keys=ON"):
-            cursor.execute(f"PRAGMA {pragma}")
-        cursor.close()
-
-    return engine
 
 
 def _hourly_rows(count_rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -283,8 +84,7 @@ def _hourly_upsert(engine: Engine) -> postgresql.Insert | sqlite.Insert:
 
 def rebuild_hourly_counts(url: str) -> int:
     """Recompute ``counts_hourly`` from ``counts`` (for stores filled by other means, e.g. bulk loads); returns rows."""
-    engine = make_engine(url)
-    metadata.create_all(engine)
+    engine = open_engine(url)
     hours = func.floor(counts.c.ts / 3600.0) if engine.dialect.name == "postgresql" else cast(counts.c.ts / 3600.0, Integer)
     hour = hours * 3600.0  # (times are positive: truncation is floor on SQLite, which may lack floor())
     zone = func.coalesce(counts.c.zone, "")
@@ -312,13 +112,6 @@ def _opt(cast: type, value: Any) -> Any:
     return None if value is None else cast(value)
 
 
-def _json_default(value: Any) -> Any:
-    """Numpy scalars and arrays inside ``EventRecord.values`` serialize as their Python equivalents."""
-    if hasattr(value, "tolist"):
-        return value.tolist()
-    raise TypeError(f"{type(value).__name__} is not JSON serializable")
-
-
 _NO_SIZE = dict.fromkeys((*SIZE_FIELDS, "angle", "unit", "clean"))
 
 
@@ -331,7 +124,7 @@ def _observation_row(run_id: int, camera_id: int, o: ObservationRecord) -> dict[
     x0, y0, x1, y1 = o.box
     return {
         "run_id": run_id, "camera_id": camera_id, "ts": float(o.ts), "frame": int(o.frame), "pts": float(o.pts),
-        "track_id": int(o.track_id), "class_name": o.class_name, "score": float(o.score),
+        "track_id": int(o.track_id), "track_uid": o.track_uid, "class_name": o.class_name, "score": float(o.score),
         "x0": float(x0), "y0": float(y0), "x1": float(x1), "y1": float(y1), "cx": float(o.cx), "cy": float(o.cy),
         "area_px": int(o.area_px), **sizes, "speed": _opt(float, o.speed), "zones": ",".join(o.zones),
     }  # fmt: skip
@@ -342,7 +135,8 @@ def _track_row(run_id: int, camera_id: int, t: TrackRecord) -> dict[str, Any]:
     for f, (median, iqr) in t.sizes.items():
         sizes[f"{f}_median"], sizes[f"{f}_iqr"] = float(median), float(iqr)
     return {
-        "run_id": run_id, "camera_id": camera_id, "track_id": int(t.track_id), "class_name": t.class_name,
+        "run_id": run_id, "camera_id": camera_id, "track_id": int(t.track_id), "track_uid": t.track_uid,
+        "class_name": t.class_name,
         "first_ts": float(t.first_ts), "last_ts": float(t.last_ts), "first_frame": int(t.first_frame),
         "last_frame": int(t.last_frame), "frames_seen": int(t.frames_seen), "unit": t.unit, **sizes,
         "size_samples": int(t.size_samples), "speed_median": _opt(float, t.speed_median), "snapshot": t.snapshot,
@@ -350,18 +144,17 @@ def _track_row(run_id: int, camera_id: int, t: TrackRecord) -> dict[str, Any]:
 
 
 def _event_row(run_id: int, camera_id: int, e: EventRecord) -> dict[str, Any]:
-    return {
-        "id": e.id, "run_id": run_id, "camera_id": camera_id, "ts": float(e.ts), "frame": int(e.frame),
-        "pts": float(e.pts), "kind": e.kind, "track_id": _opt(int, e.track_id), "class_name": e.class_name,
-        "zone": e.zone, "line": e.line, "rule": e.rule, "value": _opt(float, e.value), "unit": e.unit,
-        "values_json": json.dumps(e.values, default=_json_default), "snapshot": e.snapshot,
-    }  # fmt: skip
+    row = event_row(e)
+    del row["camera"]  # the run's camera_id stands for it
+    row["values_json"] = row.pop("values")
+    return row | {"run_id": run_id, "camera_id": camera_id}
 
 
 def _alarm_row(run_id: int, camera_id: int, a: AlarmRecord) -> dict[str, Any]:
     return {
         "id": a.id, "event_id": a.event_id, "run_id": run_id, "camera_id": camera_id, "ts": float(a.ts),
-        "rule": a.rule, "severity": a.severity, "track_id": _opt(int, a.track_id), "state": a.state,
+        "rule": a.rule, "severity": a.severity, "track_id": _opt(int, a.track_id), "track_uid": a.track_uid,
+        "state": a.state,
         "acknowledged_by": None, "acknowledged_ts": None,
     }  # fmt: skip
 
@@ -395,17 +188,17 @@ class Store:
     """
 
     def __init__(self, url: str, *, batch_frames: int = 30, batch_seconds: float = 2.0) -> None:
-        """Open (and create, with its folder and tables, when missing) the store at ``url``."""
+        """Open the store at ``url``: created (SQLite: with its folder) when missing, migrated when older."""
         parsed = make_url(url)
         if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
         self.engine = make_engine(url)
-        metadata.create_all(self.engine)
+        upgrade(self.engine)
         self.batch_frames = batch_frames
         self.batch_seconds = batch_seconds
         self._runs: dict[int, tuple[int, str]] = {}  # run id -> (camera id, camera name)
         self._rows: dict[str, list[dict[str, Any]]] = {name: [] for name in _INSERTED}
-        self._tracks: dict[tuple[int, int], tuple[int, TrackRecord]] = {}  # (run, track) -> (camera, latest)
+        self._tracks: dict[str, tuple[int, int, TrackRecord]] = {}  # track_uid -> (run, camera, latest)
         self._frames = 0
         self._last_flush = time.monotonic()
         self._upsert_tracks = self._tracks_upsert()
@@ -414,9 +207,9 @@ class Store:
     def _tracks_upsert(self) -> postgresql.Insert | sqlite.Insert:
         """One statement for every track row of a batch: insert, or update all but the identity columns."""
         stmt = _dialect_insert(self.engine, tracks)
-        keep = {"id", "run_id", "track_id", "camera_id", "first_ts", "first_frame"}
+        keep = {"id", "run_id", "track_id", "track_uid", "camera_id", "first_ts", "first_frame"}
         return stmt.on_conflict_do_update(
-            index_elements=["run_id", "track_id"],
+            index_elements=["track_uid"],
             set_={c.name: stmt.excluded[c.name] for c in tracks.c if c.name not in keep},
         )
 
@@ -437,7 +230,7 @@ class Store:
             run_id = conn.execute(
                 runs.insert().returning(runs.c.id),
                 {"camera_id": camera_id, "source": source, "segmenter": segmenter, "started_ts": started_ts,
-                 "status": "running", "config_json": json.dumps(config or {}, default=_json_default)},
+                 "status": "running", "config_json": json.dumps(config or {}, default=json_default)},
             ).scalar_one()  # fmt: skip
         self._runs[run_id] = (camera_id, camera)
         return run_id
@@ -483,7 +276,7 @@ class Store:
             self._rows["deliveries"].extend(_delivery_rows(camera_id, a, now))
         self._rows["counts"].extend(_count_row(run_id, camera_id, c) for c in counts)
         for t in tracks:  # only the latest record per track is written: made a row at flush
-            self._tracks[(run_id, t.track_id)] = (camera_id, t)
+            self._tracks[t.track_uid] = (run_id, camera_id, t)
         self._frames += 1
         if alarms or self._frames >= self.batch_frames or time.monotonic() - self._last_flush >= self.batch_seconds:
             self.flush()
@@ -493,7 +286,7 @@ class Store:
         if any(self._rows.values()) or self._tracks:
             with self.engine.begin() as conn:
                 if self._tracks:
-                    track_rows = [_track_row(run, camera, t) for (run, _), (camera, t) in self._tracks.items()]
+                    track_rows = [_track_row(run, camera, t) for run, camera, t in self._tracks.values()]
                     conn.execute(self._upsert_tracks, track_rows)
                 for name, rows in self._rows.items():
                     if rows:

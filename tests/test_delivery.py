@@ -19,6 +19,7 @@ import sys
 import textwrap
 import threading
 import time
+import uuid
 from collections import Counter
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -33,7 +34,7 @@ from sqlalchemy import func, inspect, select
 from standardwebhooks import Webhook
 from standardwebhooks.webhooks import WebhookVerificationError
 
-from analytics.records import AlarmRecord, EventRecord
+from analytics.records import EVENT_COLUMNS, AlarmRecord, EventRecord
 from delivery.outbox import (
     BackoffConfig,
     DeliveryConfig,
@@ -46,7 +47,9 @@ from delivery.outbox import (
     retry_after_seconds,
     webhook_channels,
 )
-from storage.store import Store, alarms, deliveries, events, make_engine
+from storage.engine import make_engine
+from storage.schema import alarms, deliveries, events
+from storage.store import Store
 
 T0 = 1_700_000_000.25  # 2023-11-14T22:13:20.25Z
 REPO = Path(__file__).resolve().parents[1]
@@ -160,15 +163,21 @@ def delivery_config(url: str, **overrides: object) -> DeliveryConfig:
     return DeliveryConfig(webhooks=[hook], idle_s=0.02, **rest)
 
 
+def uid(track_id: int, camera: str = "gate") -> str:
+    """The uid of track ``track_id`` of ``camera`` in these tests: 32 hex digits like the tracker's, but repeatable."""
+    return uuid.uuid5(uuid.NAMESPACE_URL, f"{camera}/{track_id}").hex
+
+
 def write_alarms(url: str, n: int, channels: tuple[str, ...] = ("ops",), camera: str = "gate") -> list[AlarmRecord]:
     """``n`` zone_enter events, each promoted to one alarm for ``channels``; returns the alarms, oldest first."""
     written = []
     with Store(url) as store:
         run = store.start_run(camera, "v.mp4", segmenter="motion", unit="px", started_ts=T0)
         for k in range(n):
-            event = EventRecord("zone_enter", camera, T0 + k, k, k / 30, track_id=k, class_name="person", zone="gate",
-                                value=0.5, unit="fraction", snapshot=f"{camera}/2023-11-14/{k}.jpg")  # fmt: skip
-            alarm = AlarmRecord(event.id, "intrusion", "critical", camera, T0 + k, k, channels=channels)
+            event = EventRecord("zone_enter", camera, T0 + k, k, k / 30, track_id=k, track_uid=uid(k, camera),
+                                class_name="person", zone="gate", value=0.5, unit="fraction",
+                                snapshot=f"{camera}/2023-11-14/{k}.jpg")  # fmt: skip
+            alarm = AlarmRecord(event.id, "intrusion", "critical", camera, T0 + k, k, uid(k, camera), channels=channels)
             store.write(run, events=[event], alarms=[alarm])
             written.append(alarm)
     return written
@@ -200,9 +209,9 @@ def count(url: str, table) -> int:
 
 
 def test_alarms_and_their_outbox_rows_are_written_together(store_url: str) -> None:
-    event = EventRecord("zone_enter", "gate", T0, 0, 0.0, track_id=1)
-    loud = AlarmRecord(event.id, "intrusion", "critical", "gate", T0, 1, channels=("ops", "mqtt", "ops"))
-    quiet = AlarmRecord(event.id, "log only", "info", "gate", T0, 1)  # no channels: no outbox rows
+    event = EventRecord("zone_enter", "gate", T0, 0, 0.0, track_id=1, track_uid=uid(1))
+    loud = AlarmRecord(event.id, "intrusion", "critical", "gate", T0, 1, uid(1), channels=("ops", "mqtt", "ops"))
+    quiet = AlarmRecord(event.id, "log only", "info", "gate", T0, 1, uid(1))  # no channels: no outbox rows
     store = Store(store_url, batch_frames=100, batch_seconds=3600)
     run = store.start_run("gate", "v.mp4", segmenter="motion", unit="px", started_ts=T0)
 
@@ -241,7 +250,7 @@ def test_every_alarm_arrives_signed_through_scripted_failures(store_url: str, re
     sent = write_alarms(store_url, 5)
     with Store(store_url) as store:  # a sixth alarm from the fifth's event: another rule, another webhook-id
         run = store.start_run("gate", "v.mp4", segmenter="motion", unit="px", started_ts=T0)
-        twin = AlarmRecord(sent[4].event_id, "second rule", "warning", "gate", T0 + 4, 4, channels=("ops",))
+        twin = AlarmRecord(sent[4].event_id, "second rule", "warning", "gate", T0 + 4, 4, uid(4), channels=("ops",))
         store.write(run, alarms=[twin])
     a_503, a_slow, a_429, a_400, a_ok = (a.id for a in sent)
     receiver.plan = {
@@ -285,7 +294,10 @@ def test_every_alarm_arrives_signed_through_scripted_failures(store_url: str, re
     body = next(h.payload for h in hits if h.webhook_id == a_ok)
     assert body["type"] == "alarm" and body["event"]["id"] == sent[4].event_id
     assert body["alarm"] == {"id": a_ok, "rule": "intrusion", "severity": "critical", "camera": "gate",
-                             "time": "2023-11-14T22:13:24.250Z", "ts": T0 + 4, "track_id": 4, "state": "open"}  # fmt: skip
+                             "time": "2023-11-14T22:13:24.250Z", "ts": T0 + 4, "track_id": 4, "track_uid": uid(4),
+                             "state": "open"}  # fmt: skip
+    assert set(body["event"]) == {*EVENT_COLUMNS, "time"}  # every field of the event record, and no other
+    assert (body["event"]["track_id"], body["event"]["track_uid"], body["event"]["camera"]) == (4, uid(4), "gate")
     assert body["event"]["values"] == {} and body["event"]["zone"] == "gate" and body["event"]["frame"] == 4
     assert body["snapshot_url"] == "https://cams.example/snap/gate/2023-11-14/4.jpg"
 
@@ -433,8 +445,8 @@ from storage.store import Store
 with Store(sys.argv[1]) as store:
     run = store.start_run("dock", "rtsp://dock", segmenter="motion", unit="px", started_ts=time.time())
     for k in range(int(sys.argv[2])):
-        event = EventRecord("zone_enter", "dock", time.time(), k, k / 30, track_id=k)
-        alarm = AlarmRecord(event.id, "intrusion", "critical", "dock", event.ts, k, channels=("ops",))
+        event = EventRecord("zone_enter", "dock", time.time(), k, k / 30, track_id=k, track_uid=f"{k:032x}")
+        alarm = AlarmRecord(event.id, "intrusion", "critical", "dock", event.ts, k, event.track_uid, channels=("ops",))
         store.write(run, events=[event], alarms=[alarm])  # flushed at once
         time.sleep(0.01)
 """
@@ -498,9 +510,9 @@ def test_postgresql_senders_share_the_outbox(store_url: str) -> None:
 
 def test_alarm_payload_snapshot_modes(tmp_path: Path) -> None:
     alarm = {"id": "a1", "rule": "intrusion", "severity": "critical", "camera": "gate", "ts": T0, "track_id": None,
-             "state": "open"}  # fmt: skip
+             "track_uid": None, "state": "open"}  # fmt: skip
     event = {"id": "e1", "kind": "size_rule", "camera": "gate", "ts": T0, "frame": 3, "pts": 0.1, "track_id": None,
-             "class_name": "bottle", "zone": None, "line": None, "rule": "too big", "value": math.nan, "unit": "mm",
+             "track_uid": None, "class_name": "bottle", "zone": None, "line": None, "rule": "too big", "value": math.nan, "unit": "mm",
              "values_json": '{"bounds": [null, 10.0], "iqr": NaN}', "snapshot": "gate cam/2023-11-14/e1.jpg"}  # fmt: skip
     (tmp_path / "gate cam" / "2023-11-14").mkdir(parents=True)
     (tmp_path / "gate cam" / "2023-11-14" / "e1.jpg").write_bytes(b"\xff\xd8jpeg")

@@ -29,7 +29,8 @@ from sqlalchemy import select
 from analytics.records import AlarmRecord, EventRecord
 from delivery.mqtt import MqttChannel, MqttConfig, MqttPublisher
 from delivery.outbox import DeliveryConfig, Sender, alarm_payload
-from storage.store import Store, deliveries
+from storage.schema import deliveries
+from storage.store import Store
 
 BROKER = ("127.0.0.1", 1883)
 REPO = Path(__file__).resolve().parents[1]
@@ -111,11 +112,12 @@ def publisher(prefix: str) -> Iterator[MqttPublisher]:
 
 def _alarm_payload(camera: str) -> bytes:
     """What the Sender hands a channel: :func:`alarm_payload` of an alarm row and its event row."""
+    track_uid = uuid.uuid4().hex
     event = {"id": str(uuid.uuid4()), "kind": "zone_enter", "camera": camera, "ts": 1795771588.25, "frame": 41,
-             "pts": 1.64, "track_id": 7, "class_name": "person", "zone": "swing-radius", "line": None, "rule": None,
-             "value": 0.31, "unit": None, "values_json": "{}", "snapshot": None}  # fmt: skip
+             "pts": 1.64, "track_id": 7, "track_uid": track_uid, "class_name": "person", "zone": "swing-radius",
+             "line": None, "rule": None, "value": 0.31, "unit": None, "values_json": "{}", "snapshot": None}  # fmt: skip
     alarm = {"id": str(uuid.uuid4()), "rule": "intrusion", "severity": "critical", "camera": camera,
-             "ts": event["ts"], "track_id": 7, "state": "open"}  # fmt: skip
+             "ts": event["ts"], "track_id": 7, "track_uid": track_uid, "state": "open"}  # fmt: skip
     return alarm_payload(alarm, event)
 
 
@@ -144,8 +146,10 @@ def test_an_alarm_in_the_outbox_reaches_the_broker_through_the_sender(
     prefix: str, publisher: MqttPublisher, tmp_path: Path
 ) -> None:
     url = f"sqlite:///{tmp_path / 'store.db'}"
-    event = EventRecord(kind="zone_enter", camera="belt", ts=1795771588.0, frame=3, pts=0.1, track_id=2, zone="gate")
-    alarm = AlarmRecord(event.id, "intrusion", "critical", "belt", event.ts, 2, channels=("mqtt",))
+    uid = "0123456789abcdef0123456789abcdef"
+    event = EventRecord(kind="zone_enter", camera="belt", ts=1795771588.0, frame=3, pts=0.1, track_id=2, track_uid=uid,
+                        zone="gate")  # fmt: skip
+    alarm = AlarmRecord(event.id, "intrusion", "critical", "belt", event.ts, 2, uid, channels=("mqtt",))
     with Store(url) as store:
         run = store.start_run("belt", "belt.mp4", segmenter="motion", unit="px", started_ts=event.ts)
         store.write(run, events=[event], alarms=[alarm])
@@ -160,6 +164,7 @@ def test_an_alarm_in_the_outbox_reaches_the_broker_through_the_sender(
     subscriber.close()
     assert state == "delivered"
     assert (body["alarm"]["id"], body["event"]["id"], body["event"]["zone"]) == (alarm.id, event.id, "gate")
+    assert body["alarm"]["track_uid"] == body["event"]["track_uid"] == uid and body["alarm"]["track_id"] == 2
 
 
 def test_counts_are_retained_so_a_late_subscriber_sees_the_latest(prefix: str, publisher: MqttPublisher) -> None:

@@ -13,6 +13,7 @@ import subprocess
 import sys
 import textwrap
 import time
+import uuid
 from pathlib import Path
 
 import pandas as pd
@@ -29,6 +30,7 @@ from analytics.records import (
     ObservationRecord,
     TrackRecord,
 )
+from storage.engine import make_engine
 from storage.export import (
     export_table,
     load_alarms,
@@ -38,11 +40,17 @@ from storage.export import (
     load_tracks,
     unique_counts,
 )
-from storage.store import Store, alarms, cameras, counts, events, make_engine, observations, runs
+from storage.schema import alarms, cameras, counts, events, observations, runs
+from storage.store import Store
 
 T0 = 1_700_000_000.25  # 2023-11-14T22:13:20.25Z
 REPO = Path(__file__).resolve().parents[1]
 NEVER = 3600.0  # batch_seconds that never trigger within a test
+
+
+def uid(track_id: int, camera: str = "gate") -> str:
+    """The uid of track ``track_id`` of ``camera`` in these tests: 32 hex digits like the tracker's, but repeatable."""
+    return uuid.uuid5(uuid.NAMESPACE_URL, f"{camera}/{track_id}").hex
 
 
 def obs(
@@ -51,8 +59,8 @@ def obs(
     """One observation; ``sized`` False gives the mask no measurement (sizes, unit, speed NULL)."""
     size = Measurement(1234.5, 140.25, 50.5, 24.75, -12.5, 39.625, "mm", True) if sized else None
     return ObservationRecord(
-        ts=T0 + frame / 30 if ts is None else ts, frame=frame, pts=frame / 30, track_id=track_id, class_name=cls,
-        score=0.875, box=(10.5, 20.0, 110.0, 220.25), cx=60.25, cy=120.0, area_px=12345, size=size,
+        ts=T0 + frame / 30 if ts is None else ts, frame=frame, pts=frame / 30, track_id=track_id, track_uid=uid(track_id),
+        class_name=cls, score=0.875, box=(10.5, 20.0, 110.0, 220.25), cx=60.25, cy=120.0, area_px=12345, size=size,
         speed=12.5 if sized else None, zones=("belt", "reject bin") if sized else (),
     )  # fmt: skip
 
@@ -79,15 +87,15 @@ def fetch(url: str, stmt: Executable) -> list:
 
 def test_round_trip_of_every_record_type(store_url: str) -> None:
     sizes = {f: (10.0 * i + 0.5, 0.25 * i) for i, f in enumerate(SIZE_FIELDS)}
-    track = TrackRecord(7, "bottle", T0, T0 + 1, 0, 30, 31, "mm", sizes, 9, 11.0, "gate/track7.jpg")
-    bare_track = TrackRecord(8, "person", T0 + 1, T0 + 1, 30, 30, 1, "mm")
+    track = TrackRecord(7, uid(7), "bottle", T0, T0 + 1, 0, 30, 31, "mm", sizes, 9, 11.0, "gate/track7.jpg")
+    bare_track = TrackRecord(8, uid(8), "person", T0 + 1, T0 + 1, 30, 30, 1, "mm")
     event = EventRecord(
-        "size_rule", "gate", T0 + 1, 30, 1.0, track_id=7, class_name="bottle", zone="belt", rule="too big",
+        "size_rule", "gate", T0 + 1, 30, 1.0, track_id=7, track_uid=uid(7), class_name="bottle", zone="belt", rule="too big",
         value=1234.5, unit="mm", values={"bounds": [None, 1000.0], "direction": "in", "nested": {"k": 1}},
         snapshot="gate/event.jpg",
     )  # fmt: skip
     bare_event = EventRecord("count_threshold", "gate", T0 + 2, 60, 2.0)
-    alarm = AlarmRecord(event.id, "too big", "critical", "gate", T0 + 1, 7)
+    alarm = AlarmRecord(event.id, "too big", "critical", "gate", T0 + 1, 7, uid(7))
     with Store(store_url, batch_frames=100, batch_seconds=NEVER) as store:
         config = {"fps": 30, "zones": ["belt"]}
         run = store.start_run("gate", "rtsp://cam/1", segmenter="maskrcnn", unit="mm", started_ts=T0, config=config)
@@ -153,7 +161,7 @@ def test_rows_wait_for_a_full_batch_but_alarms_go_at_once(store_url: str) -> Non
     assert count_rows(store_url, observations) == 5
 
     event = EventRecord("dwell_exceeded", "gate", T0 + 1, 5, 5 / 30, track_id=1)
-    alarm = AlarmRecord(event.id, "dwell", "warning", "gate", T0 + 1, 1)
+    alarm = AlarmRecord(event.id, "dwell", "warning", "gate", T0 + 1, 1, uid(1))
     store.write(run, observations=[obs(5)], events=[event], alarms=[alarm])  # one frame in the batch: flushed
     assert [count_rows(store_url, t) for t in (observations, events, alarms)] == [6, 1, 1]
 
@@ -175,7 +183,7 @@ def test_a_batch_older_than_batch_seconds_is_flushed(store_url: str) -> None:
 
 def test_tracks_collapse_within_a_batch_and_update_across_batches(store_url: str) -> None:
     def grown(frame: int, sizes: dict | None = None) -> TrackRecord:
-        return TrackRecord(1, "bottle", T0, T0 + frame, 0, frame, frame + 1, "mm", sizes or {}, len(sizes or {}))
+        return TrackRecord(1, uid(1), "bottle", T0, T0 + frame, 0, frame, frame + 1, "mm", sizes or {}, len(sizes or {}))
 
     with Store(store_url, batch_frames=3, batch_seconds=NEVER) as store:
         sent = []  # track rows per upsert, as the driver receives them
@@ -187,7 +195,7 @@ def test_tracks_collapse_within_a_batch_and_update_across_batches(store_url: str
 
         run = store.start_run("gate", "v.mp4", segmenter="motion", unit="mm", started_ts=T0)
         store.write(run, tracks=[grown(0)])
-        store.write(run, tracks=[grown(1), TrackRecord(2, "person", T0 + 1, T0 + 1, 1, 1, 1, "mm")])
+        store.write(run, tracks=[grown(1), TrackRecord(2, uid(2), "person", T0 + 1, T0 + 1, 1, 1, 1, "mm")])
         store.write(run, tracks=[grown(2, {"area": (100.0, 4.0)})])  # third frame: flushed
         first = load_tracks(store_url).set_index("track_id")
         assert len(first) == 2 and sent == [2]  # three versions of track 1 went out as one row
@@ -210,13 +218,14 @@ def two_cameras(store_url: str) -> str:
             run = store.start_run(camera, f"{camera}.mp4", segmenter="motion", unit="px", started_ts=T0)
             for k in range(10):
                 ts, kind, cls = T0 + 60 * k, ("zone_enter", "zone_exit")[k % 2], ("bottle", "person")[k % 2]
-                event = EventRecord(kind, camera, ts, k, k, track_id=k, zone="belt", values={"k": k})
+                event = EventRecord(kind, camera, ts, k, k, track_id=k, track_uid=uid(k, camera), zone="belt",
+                                    values={"k": k})
                 store.write(
                     run,
                     observations=[obs(k, ts, track_id=k, cls=cls)],
-                    tracks=[TrackRecord(k, cls, ts, ts + 30, k, k + 5, 6, "px")],
+                    tracks=[TrackRecord(k, uid(k, camera), cls, ts, ts + 30, k, k + 5, 6, "px")],
                     events=[event],
-                    alarms=[AlarmRecord(event.id, "belt", "info", camera, ts, k)] if k < 4 else [],
+                    alarms=[AlarmRecord(event.id, "belt", "info", camera, ts, k, uid(k, camera))] if k < 4 else [],
                     counts=[CountRecord(ts, k, cls, None, k)],
                 )
     return store_url
@@ -298,7 +307,7 @@ def test_export_rejects_an_unknown_suffix(two_cameras: str, tmp_path: Path) -> N
 
 def test_acknowledge_once(store_url: str) -> None:
     event = EventRecord("dwell_exceeded", "gate", T0, 0, 0.0, track_id=3)
-    alarm = AlarmRecord(event.id, "dwell", "critical", "gate", T0, 3)
+    alarm = AlarmRecord(event.id, "dwell", "critical", "gate", T0, 3, uid(3))
     with Store(store_url) as store:
         run = store.start_run("gate", "v.mp4", segmenter="motion", unit="px", started_ts=T0)
         store.write(run, events=[event], alarms=[alarm])
@@ -319,8 +328,8 @@ def test_retention_deletes_only_old_observations(store_url: str) -> None:
             event = EventRecord("zone_enter", "gate", ts, frame, frame, track_id=frame)
             store.write(
                 run, observations=[obs(frame, ts), obs(frame, ts, track_id=99)], events=[event],
-                alarms=[AlarmRecord(event.id, "r", "info", "gate", ts, frame)],
-                tracks=[TrackRecord(frame, "bottle", ts, ts, frame, frame, 1, "px")],
+                alarms=[AlarmRecord(event.id, "r", "info", "gate", ts, frame, uid(frame))],
+                tracks=[TrackRecord(frame, uid(frame), "bottle", ts, ts, frame, frame, 1, "px")],
                 counts=[CountRecord(ts, frame, "bottle", None, 2)],
             )  # fmt: skip
         assert store.purge_observations(7, now=now) == 6
@@ -343,7 +352,7 @@ while True:
     if frame == 10 and kill_after:  # at least one batch is in; die at a moment the writer does not choose
         threading.Timer(kill_after, die).start()
     store.write(run, counts=[CountRecord(frame, frame, "bottle", None, 1)], observations=[
-        ObservationRecord(frame, frame, frame, t, "bottle", 1.0, (0, 0, 1, 1), 0.5, 0.5, 1) for t in range(100)])
+        ObservationRecord(frame, frame, frame, t, f"{t:032x}", "bottle", 1.0, (0, 0, 1, 1), 0.5, 0.5, 1) for t in range(100)])
     frame += 1
     if frame == 25 and not kill_after:
         die()
@@ -418,7 +427,8 @@ def test_inconsistent_input_is_refused(store_url: str) -> None:
 
 
 def test_hourly_counts_fold_the_samples_and_rebuild_gives_the_same(store_url: str) -> None:
-    from storage.store import counts_hourly, rebuild_hourly_counts
+    from storage.schema import counts_hourly
+    from storage.store import rebuild_hourly_counts
 
     hour = 1_700_000_000.0 - 1_700_000_000.0 % 3600
     with Store(store_url, batch_frames=7, batch_seconds=NEVER) as store:  # batches split the hours: upserts merge
