@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
@@ -25,7 +25,6 @@ class Detections:
     scores: np.ndarray  # (N,) float32
     class_names: np.ndarray  # (N,) object (str)
     image_size: tuple[int, int]  # (height, width)
-    extra: dict[str, np.ndarray] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         n = len(self.masks)
@@ -33,9 +32,6 @@ class Detections:
         self.class_ids = np.asarray(self.class_ids, dtype=np.int32).reshape(n)
         self.scores = np.asarray(self.scores, dtype=np.float32).reshape(n)
         self.class_names = np.asarray(self.class_names, dtype=object).reshape(n)
-        for key, value in self.extra.items():
-            if len(value) != n:
-                raise ValueError(f"extra[{key!r}] has {len(value)} rows, expected {n}")
 
     @classmethod
     def empty(cls, image_size: tuple[int, int]) -> Detections:
@@ -68,7 +64,6 @@ class Detections:
             self.scores[idx],
             self.class_names[idx],
             self.image_size,
-            {k: v[idx] for k, v in self.extra.items()},
         )
 
     @property

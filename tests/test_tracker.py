@@ -10,6 +10,7 @@ from tracker.kalman import BoxKalman
 from tracker.mots_output import mots_lines, resolve_overlaps
 
 H, W = 120, 240
+FPS = 10.0
 
 
 def disc(cx, cy, r=8):
@@ -23,13 +24,28 @@ def dets(masks, scores=None, classes=None):
     return Detections.from_masks(masks, classes, scores or [0.9] * n, [f"c{c}" for c in classes], (H, W))
 
 
-def test_kalman_learns_constant_velocity():
+class Feed:
+    """A tracker fed one frame at a time at FPS, timestamps from the frame numbers."""
+
+    def __init__(self, config, fps=FPS, **kwargs):
+        self.tracker, self.fps, self.frame = MaskTracker(config, **kwargs), fps, 0
+
+    def __call__(self, detections, skip=0):
+        """The next frame's detections, after ``skip`` frames that never reach the tracker."""
+        self.frame += skip
+        result = self.tracker.update(detections, self.frame / self.fps, self.frame)
+        self.frame += 1
+        return result
+
+
+def test_kalman_learns_constant_velocity_per_second():
     kf = BoxKalman(np.array([0, 0, 10, 20], float))
-    for step in range(1, 15):
-        kf.predict()
+    for step in range(1, 15):  # 30 px/s right, 20 px/s down, a step every 0.1 s
+        kf.predict(0.1)
         kf.update(np.array([3 * step, 2 * step, 3 * step + 10, 2 * step + 20], float))
-    predicted = kf.predict()
-    np.testing.assert_allclose(predicted, [45, 30, 55, 50], atol=0.5)
+    np.testing.assert_allclose(kf.x[4:], [30, 20], atol=0.5)
+    predicted = kf.predict(0.5)  # a gap of five steps
+    np.testing.assert_allclose(predicted, [57, 38, 67, 58], atol=0.5)
 
 
 def test_assign_maximises_similarity_and_respects_threshold():
@@ -43,8 +59,8 @@ def test_assign_maximises_similarity_and_respects_threshold():
 
 
 def test_ids_persist_and_confirm_after_min_hits_with_backfill():
-    tracker = MaskTracker(TrackerConfig(min_hits=3), fps=10)
-    results = [tracker.update(dets([disc(20 + 6 * f, 40), disc(200 - 6 * f, 80)])) for f in range(12)]
+    feed = Feed(TrackerConfig(min_hits=3))
+    results = [feed(dets([disc(20 + 6 * f, 40), disc(200 - 6 * f, 80)])) for f in range(12)]
     assert results[0].tracks == [] and results[1].tracks == []
     assert {o.track_id for o in results[2].tracks} == {1, 2}
     assert sorted((o.frame, o.track_id) for o in results[2].backfill) == [(0, 1), (0, 2), (1, 1), (1, 2)]
@@ -58,10 +74,10 @@ def test_ids_persist_and_confirm_after_min_hits_with_backfill():
 
 def test_crossing_objects_keep_ids():
     """Two discs pass each other on the same line; Kalman motion carries each through."""
-    tracker = MaskTracker(TrackerConfig(min_hits=1), fps=10)
+    feed = Feed(TrackerConfig(min_hits=1))
     first = None
     for f in range(30):
-        r = tracker.update(dets([disc(30 + 6 * f, 60, 7), disc(210 - 6 * f, 64, 7)]))
+        r = feed(dets([disc(30 + 6 * f, 60, 7), disc(210 - 6 * f, 64, 7)]))
         ids = {round(o.mask.centroid()[0] - (30 + 6 * f)) == 0: o.track_id for o in r.tracks}
         first = first or ids
         if len(ids) == 2:
@@ -69,48 +85,117 @@ def test_crossing_objects_keep_ids():
 
 
 def test_flicker_never_confirms_and_consumes_no_id():
-    tracker = MaskTracker(TrackerConfig(min_hits=3), fps=10)
+    feed = Feed(TrackerConfig(min_hits=3))
     for f in range(10):
         masks = [disc(50, 50)] + ([disc(150, 60)] if f % 2 == 0 else [])
-        r = tracker.update(dets(masks))
+        r = feed(dets(masks))
     assert {o.track_id for o in r.tracks} == {1}
 
 
 def test_lost_then_removed_after_lost_seconds():
-    tracker = MaskTracker(TrackerConfig(min_hits=1, lost_seconds=0.5), fps=10)  # 5 frames
-    tracker.update(dets([disc(50, 50)]))
-    removed = []
+    feed = Feed(TrackerConfig(min_hits=1, lost_seconds=0.45))
+    feed(dets([disc(50, 50)]))
+    removed_at = []
     for _ in range(7):
-        r = tracker.update(dets([]))
-        removed += r.removed_ids
-        states = [t.state for t in tracker.active]
-        assert all(s is TrackState.LOST for s in states)
-    assert removed == [1] and tracker.active == []
+        r = feed(dets([]))
+        if r.removed_ids:
+            removed_at.append((r.pts, r.removed_ids))
+        assert all(t.state is TrackState.LOST for t in feed.tracker.active)
+    assert removed_at == [(0.5, [1])] and feed.tracker.active == []
+
+
+def test_zero_lost_seconds_removes_at_the_first_unmatched_frame():
+    feed = Feed(TrackerConfig(min_hits=1, lost_seconds=0))
+    feed(dets([disc(50, 50)]))
+    assert feed(dets([])).removed_ids == [1] and feed.tracker.active == []
+
+
+def make_removal_time(keep):
+    """When a track lost at 1 s is removed, feeding the 30 fps frames ``keep`` selects."""
+    fps, tracker = 30.0, MaskTracker(TrackerConfig(min_hits=3, lost_seconds=0.55))
+    for f in filter(keep, range(90)):
+        r = tracker.update(dets([disc(40 + f, 60)] if f < 30 else []), f / fps, f)
+        if r.removed_ids:
+            return r.pts
+    raise AssertionError("the lost track was never removed")
+
+
+def test_removal_time_does_not_depend_on_dropped_frames():
+    full = make_removal_time(lambda f: True)
+    one_in_three = make_removal_time(lambda f: f % 3 == 0)
+    assert 1.5 < full < 1.6  # seen last at 29/30 s, removed at the first frame more than 0.55 s later
+    assert abs(one_in_three - full) <= 3 / 30  # one frame interval of the sparser stream
+
+
+def test_fast_object_keeps_its_id_across_dropped_frames():
+    """The prediction covers the time that passed, not one frame: 6 px per 1/30 s, then 10 frames never arrive."""
+    feed = Feed(TrackerConfig(min_hits=1), fps=30)
+    for f in range(8):
+        feed(dets([disc(20 + 6 * f, 60)]))
+    r = feed(dets([disc(20 + 6 * 18, 60)]), skip=10)
+    assert [o.track_id for o in r.tracks] == [1] and r.frame == 18
 
 
 def test_lost_track_recovers_same_id_after_gap():
-    tracker = MaskTracker(TrackerConfig(min_hits=1, lost_seconds=1.0), fps=10)
+    feed = Feed(TrackerConfig(min_hits=1, lost_seconds=1.0))
     for f in range(5):
-        tracker.update(dets([disc(40 + 4 * f, 50)]))
+        feed(dets([disc(40 + 4 * f, 50)]))
     for _ in range(5, 8):
-        tracker.update(dets([]))
-    r = tracker.update(dets([disc(40 + 4 * 8, 50)]))
+        feed(dets([]))
+    r = feed(dets([disc(40 + 4 * 8, 50)]))
     assert [o.track_id for o in r.tracks] == [1]
 
 
+def test_backfill_names_the_callers_frames_and_timestamps_and_shares_the_uid():
+    tracker = MaskTracker(TrackerConfig(min_hits=3))
+    results = [tracker.update(dets([disc(30 + frame, 50)]), pts, frame) for frame, pts in ((4, 10.0), (7, 10.3), (9, 10.5))]
+    (live,) = results[-1].tracks
+    assert [(o.frame, o.pts) for o in results[-1].backfill] == [(4, 10.0), (7, 10.3)]
+    assert (live.frame, live.pts, results[-1].frame, results[-1].pts) == (9, 10.5, 9, 10.5)
+    assert {o.track_uid for o in results[-1].backfill} == {live.track_uid}
+    assert tracker.update(dets([disc(40, 50)]), 10.6).tracks[0].frame == 10  # default: the previous frame + 1
+
+
+def test_track_uids_never_repeat_across_trackers():
+    uids = []
+    for _ in range(2):  # two cameras, or one camera restarted: both number their ids from 1
+        feed = Feed(TrackerConfig(min_hits=1))
+        r = feed(dets([disc(40, 50), disc(150, 60)]))
+        assert sorted(o.track_id for o in r.tracks) == [1, 2]
+        uids += [o.track_uid for o in r.tracks]
+        assert all(o.track_uid == u for o, u in zip(feed(dets([disc(41, 50), disc(151, 60)])).tracks, uids[-2:]))
+    assert len(set(uids)) == 4 and all(len(u) == 32 for u in uids)
+
+
+def test_first_id_continues_numbering_after_a_restart():
+    before = Feed(TrackerConfig(min_hits=1))
+    before(dets([disc(40, 50), disc(150, 60)]))
+    assert before.tracker.next_id == 3
+    after = Feed(TrackerConfig(min_hits=1), first_id=before.tracker.next_id)
+    assert sorted(o.track_id for o in after(dets([disc(40, 50), disc(150, 60)])).tracks) == [3, 4]
+    assert after.tracker.next_id == 5
+
+
+def test_timestamps_must_increase():
+    tracker = MaskTracker(TrackerConfig(min_hits=1))
+    tracker.update(dets([]), 2.0)
+    with pytest.raises(ValueError, match="strictly increasing"):
+        tracker.update(dets([]), 2.0)
+
+
 def test_low_score_detection_keeps_track_alive_but_never_starts_one():
-    cfg = TrackerConfig(min_hits=1, high_score=0.5, low_score=0.1, lost_seconds=0.1)  # 1 frame of grace
-    tracker = MaskTracker(cfg, fps=10)
-    tracker.update(dets([disc(50, 50)], scores=[0.9]))
+    cfg = TrackerConfig(min_hits=1, high_score=0.5, low_score=0.1, lost_seconds=0.15)  # 1 frame of grace
+    feed = Feed(cfg)
+    feed(dets([disc(50, 50)], scores=[0.9]))
     for f in range(1, 6):  # occluded: low scores only, plus a low-score clutter blob
-        r = tracker.update(dets([disc(50 + f, 50), disc(180, 90)], scores=[0.3, 0.3]))
+        r = feed(dets([disc(50 + f, 50), disc(180, 90)], scores=[0.3, 0.3]))
         assert [o.track_id for o in r.tracks] == [1]
 
 
 def test_matching_is_class_consistent():
-    tracker = MaskTracker(TrackerConfig(min_hits=1), fps=10)
-    tracker.update(dets([disc(50, 50)], classes=[0]))
-    r = tracker.update(dets([disc(51, 50)], classes=[1]))
+    feed = Feed(TrackerConfig(min_hits=1))
+    feed(dets([disc(50, 50)], classes=[0]))
+    r = feed(dets([disc(51, 50)], classes=[1]))
     assert [o.track_id for o in r.tracks] == [2]
 
 
@@ -125,8 +210,7 @@ def test_resolve_overlaps_gives_each_pixel_to_one_mask():
 def test_mots_lines_are_disjoint_and_decodable():
     from pycocotools import mask as mask_utils
 
-    tracker = MaskTracker(TrackerConfig(min_hits=1), fps=10)
-    r = tracker.update(dets([disc(50, 50, 10), disc(58, 50, 10)], scores=[0.6, 0.9]))
+    r = Feed(TrackerConfig(min_hits=1))(dets([disc(50, 50, 10), disc(58, 50, 10)], scores=[0.6, 0.9]))
     lines = mots_lines(7, r.tracks, (H, W))
     decoded = []
     for line in lines:
@@ -142,19 +226,19 @@ def test_config_rejects_inverted_scores():
 
 
 def test_lost_track_cannot_take_a_detection_from_a_track_seen_last_frame():
-    tracker = MaskTracker(TrackerConfig(min_hits=1, lost_seconds=2.0), fps=10)
-    tracker.update(dets([disc(60, 50, 20), disc(100, 50, 20)]))  # ids 1 and 2, touching
-    tracker.update(dets([disc(62, 50, 20)]))  # 2 goes lost, predicted where it was, x=100
+    feed = Feed(TrackerConfig(min_hits=1, lost_seconds=2.0))
+    feed(dets([disc(60, 50, 20), disc(100, 50, 20)]))  # ids 1 and 2, touching
+    feed(dets([disc(62, 50, 20)]))  # 2 goes lost, predicted where it was, x=100
     # one detection between them: IoU ~0.25 with track 1's prediction, ~0.35 with lost track 2's;
     # a joint assignment would give it to 2, the track seen last frame chooses first
-    r = tracker.update(dets([disc(83, 50, 20)]))
+    r = feed(dets([disc(83, 50, 20)]))
     assert [o.track_id for o in r.tracks] == [1]
 
 
 def test_track_predicted_out_of_the_image_is_removed_at_once():
-    tracker = MaskTracker(TrackerConfig(min_hits=1, lost_seconds=5.0), fps=10)
+    feed = Feed(TrackerConfig(min_hits=1, lost_seconds=5.0))
     for f in range(6):
-        tracker.update(dets([disc(W - 40 + 8 * f, 60, 8)] if W - 40 + 8 * f < W - 8 else []))
+        feed(dets([disc(W - 40 + 8 * f, 60, 8)] if W - 40 + 8 * f < W - 8 else []))
     for _ in range(3):
-        tracker.update(dets([]))
-    assert tracker.active == []
+        feed(dets([]))
+    assert feed.tracker.active == []

@@ -8,8 +8,8 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 class TrackerConfig(BaseModel):
     """Parameters of :class:`tracker.MaskTracker` (few and named, as in SORT).
 
-    Durations are given in seconds and turned into frames with the stream's fps,
-    so one config serves a 10 fps file and a 30 fps camera alike.
+    Durations are in seconds and compared with frame timestamps, so one config
+    serves a 10 fps file, a 30 fps camera and a stream that drops frames alike.
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -23,7 +23,7 @@ class TrackerConfig(BaseModel):
     rescue_iou: float = Field(0.3, gt=0, le=1, description="Minimum buffered box IoU in the rescue stage, for tracks no mask matched.")
     rescue_buffer: float = Field(0.5, ge=0, description="How much each box grows per side (fraction of its size) in the rescue stage.")
     min_hits: int = Field(3, ge=1, description="Consecutive matched frames before a track is confirmed and gets its public id.")
-    lost_seconds: float = Field(1.5, ge=0, description="How long a confirmed track survives without a match (state 'lost') before removal.")
+    lost_seconds: float = Field(1.5, ge=0, description="Seconds a confirmed track may go unmatched (state 'lost') before removal; 0 removes it at its first unmatched frame.")
     class_consistent: bool = Field(True, description="Only match detections of the track's class.")
 
     @model_validator(mode="after")
@@ -32,6 +32,3 @@ class TrackerConfig(BaseModel):
             raise ValueError(f"low_score ({self.low_score}) must not exceed high_score ({self.high_score})")
         return self
 
-    def lost_frames(self, fps: float) -> int:
-        """``lost_seconds`` in frames at ``fps`` (at least one frame)."""
-        return max(1, round(self.lost_seconds * fps))

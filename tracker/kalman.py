@@ -1,6 +1,8 @@
-"""Constant-velocity Kalman filter on a box, with noise proportional to its size.
+"""Constant-velocity Kalman filter on a box, stepped by elapsed time, with noise proportional to its size.
 
-State ``[cx, cy, w, h, vx, vy, vw, vh]``, measurement ``[cx, cy, w, h]``. Process
+State ``[cx, cy, w, h, vx, vy]`` (velocities in px/s; the size follows a random
+walk), measurement ``[cx, cy, w, h]``. Each step advances by the seconds since
+the last one, so a dropped frame is a longer step, not a wrong one. Process
 and measurement noise scale with the box height (as in ByteTrack/DeepSORT) so a
 distant 20 px pedestrian and a close 400 px one are filtered alike. The
 equations are filterpy's functional ``predict``/``update``: the same maths as
@@ -13,12 +15,13 @@ from __future__ import annotations
 import numpy as np
 from filterpy.kalman import predict, update
 
-_POS_STD = 1.0 / 20
-_VEL_STD = 1.0 / 160
-_F = np.eye(8)
-_F[:2, 4:6] = np.eye(2)  # centre moves with constant velocity; size follows a random walk
-_H = np.eye(4, 8)
-_Q_UNIT = np.diag(np.square([_POS_STD] * 4 + [_VEL_STD] * 4))  # times h² each step
+# The noise was tuned per frame at 14 fps (MOTS20-05): 1/20 h for positions, 1/160 h px/frame for velocities.
+_TUNED_FPS = 14.0
+_POS_STD = 1.0 / 20  # × h: measurement noise, and position process noise per 1/14 s
+_VEL_STD = _TUNED_FPS / 160  # × h px/s: velocity process noise per 1/14 s
+_H = np.eye(4, 6)
+# process noise as variance per second, times h²: a random walk's variance grows linearly with time
+_Q_RATE = np.diag(np.square([_POS_STD] * 4 + [_VEL_STD] * 2) * _TUNED_FPS)
 _R_UNIT = np.diag(np.square([_POS_STD] * 4))
 
 
@@ -37,19 +40,19 @@ class BoxKalman:
 
     def __init__(self, box_xyxy: np.ndarray) -> None:
         z = xyxy_to_cxcywh(box_xyxy)
-        self.x = np.concatenate([z, np.zeros(4)])
+        self.x = np.concatenate([z, np.zeros(2)])
         h = max(z[3], 1.0)
-        self.P = np.diag(np.square([2 * _POS_STD * h] * 4 + [10 * _VEL_STD * h] * 4))
+        self.P = np.diag(np.square([2 * _POS_STD * h] * 4 + [10 * _VEL_STD * h] * 2))
 
     def _height(self) -> float:
         return max(float(self.x[3]), 1.0)
 
-    def predict(self) -> np.ndarray:
-        """Advance one frame; returns the predicted xyxy box."""
+    def predict(self, dt: float) -> np.ndarray:
+        """Advance by ``dt`` seconds; returns the predicted xyxy box."""
         h = self._height()
-        if self.x[2] + self.x[6] <= 1 or self.x[3] + self.x[7] <= 1:
-            self.x[6:8] = 0  # a box may not shrink through zero size
-        self.x, self.P = predict(self.x, self.P, _F, _Q_UNIT * (h * h))
+        transition = np.eye(6)
+        transition[0, 4] = transition[1, 5] = dt  # the centre moves with its velocity
+        self.x, self.P = predict(self.x, self.P, transition, _Q_RATE * (h * h * dt))
         return self.box()
 
     def update(self, box_xyxy: np.ndarray) -> None:

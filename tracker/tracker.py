@@ -13,14 +13,22 @@ One ``update`` per frame, read top to bottom (as in SORT):
 
 A track is ``tentative`` until ``min_hits`` consecutive matches, then
 ``confirmed`` with a public id; unmatched it becomes ``lost`` and is
-``removed`` after ``lost_seconds``. Public ids are given at confirmation, so
-flickers never consume ids; the matches a track had while tentative are
-returned once, as ``backfill``, for offline writers that want whole tracks.
+``removed`` once ``lost_seconds`` have passed since its last match. Time is the
+frames' timestamps (``pts``), so dropped frames neither stretch nor shrink it.
+
+A confirmed track gets two ids: ``track_id``, small and readable, counted from
+``first_id`` (a restarted tracker passes on its ``next_id``), and ``track_uid``,
+a random UUID that never repeats across runs, cameras or restarts, for storage.
+Public ids are given at confirmation, so flickers never consume ids; the
+matches a track had while tentative are returned once, as ``backfill``, for
+offline writers that want whole tracks.
 """
 
 from __future__ import annotations
 
 import enum
+import math
+import uuid
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -43,8 +51,10 @@ class TrackState(str, enum.Enum):
 class TrackObservation:
     """One track seen in one frame: what downstream stages consume."""
 
-    frame: int
-    track_id: int
+    frame: int  # the caller's frame index
+    pts: float  # timestamp of that frame, seconds
+    track_id: int  # small, counted from the tracker's first_id
+    track_uid: str  # globally unique (uuid4 hex)
     class_id: int
     class_name: str
     mask: CropMask
@@ -60,6 +70,7 @@ class FrameTracks:
     """Result of one ``update``: the tracks matched in this frame."""
 
     frame: int
+    pts: float
     tracks: list[TrackObservation]
     backfill: list[TrackObservation] = field(default_factory=list)  # earlier frames of newly confirmed tracks
     removed_ids: list[int] = field(default_factory=list)
@@ -73,31 +84,43 @@ class _Track:
     class_name: str
     score: float
     start_frame: int
-    last_frame: int = 0  # last frame with a match
+    last_pts: float  # timestamp of the last match
     hits: int = 1
     state: TrackState = TrackState.TENTATIVE
     track_id: int = 0
-    history: list[tuple[int, CropMask, float]] = field(default_factory=list)
+    track_uid: str = ""
+    history: list[tuple[int, float, CropMask, float]] = field(default_factory=list)  # (frame, pts, mask, score)
     predicted: CropMask | None = None
 
 
 class MaskTracker:
     """Online multi-object tracker over :class:`Detections` with compact masks."""
 
-    def __init__(self, config: TrackerConfig | None = None, fps: float = 30.0, similarity: Similarity = mask_iou_matrix):
+    def __init__(self, config: TrackerConfig | None = None, similarity: Similarity = mask_iou_matrix, first_id: int = 1):
         self.config = config or TrackerConfig()
-        self.max_misses = self.config.lost_frames(fps)
         self.similarity = similarity
+        self.next_id = first_id  # the track_id the next confirmed track gets
         self.frame = -1
+        self.pts: float | None = None
         self._tracks: list[_Track] = []
-        self._next_id = 1
 
-    def update(self, detections: Detections) -> FrameTracks:
-        """Consume one frame's detections; returns the tracks matched in it."""
+    def update(self, detections: Detections, pts: float, frame: int | None = None) -> FrameTracks:
+        """Consume one frame's detections; returns the tracks matched in it.
+
+        ``pts`` is the frame's timestamp in seconds, strictly increasing; ``frame``
+        the caller's frame index (default: the previous one + 1, from 0), which
+        observations carry so that skipped frames keep their numbers.
+        """
         cfg = self.config
-        self.frame += 1
+        frame = self.frame + 1 if frame is None else frame
+        if not math.isfinite(pts) or (self.pts is not None and not pts > self.pts):
+            raise ValueError(f"pts must be finite and strictly increasing: got {pts} after {self.pts}")
+        if frame <= self.frame:
+            raise ValueError(f"frame must increase: got {frame} after {self.frame}")
+        dt = 0.0 if self.pts is None else pts - self.pts
+        self.frame, self.pts = frame, pts
         for track in self._tracks:
-            track.predicted = _predict_mask(track)
+            track.predicted = _predict_mask(track, dt)
 
         high = np.flatnonzero(detections.scores >= cfg.high_score)
         low = np.flatnonzero((detections.scores >= cfg.low_score) & (detections.scores < cfg.high_score))
@@ -113,7 +136,7 @@ class MaskTracker:
         matched_tent, rest_tent, rest_high = self._match(tentative, detections, rest_high, cfg.tentative_match_iou)
         matched_rescue, _, rest_high = self._match(rest_tracks + rest_tent, detections, rest_high, cfg.rescue_iou, rescue=True)
 
-        result = FrameTracks(self.frame, [])
+        result = FrameTracks(self.frame, self.pts, [])
         for track, det in matched + matched_lost + matched_low + matched_tent + matched_rescue:
             self._apply_match(track, detections, det, result)
         for det in rest_high:
@@ -141,19 +164,18 @@ class MaskTracker:
     def _apply_match(self, track: _Track, detections: Detections, det: int, result: FrameTracks) -> None:
         mask = detections.masks[det]
         track.kalman.update(mask.box())
-        track.mask, track.score, track.last_frame = mask, float(detections.scores[det]), self.frame
+        track.mask, track.score, track.last_pts = mask, float(detections.scores[det]), self.pts
         track.hits += 1
         if track.state is TrackState.TENTATIVE:
-            track.history.append((self.frame, mask, track.score))
+            track.history.append((self.frame, self.pts, mask, track.score))
             if track.hits >= self.config.min_hits:
-                track.state, track.track_id = TrackState.CONFIRMED, self._next_id
-                self._next_id += 1
-                result.backfill.extend(self._observe(track, f, m, s) for f, m, s in track.history[:-1])
+                self._confirm(track)
+                result.backfill.extend(self._observe(track, f, t, m, s) for f, t, m, s in track.history[:-1])
                 track.history.clear()
         else:
             track.state = TrackState.CONFIRMED
         if track.state is TrackState.CONFIRMED:
-            result.tracks.append(self._observe(track, self.frame, mask, track.score))
+            result.tracks.append(self._observe(track, self.frame, self.pts, mask, track.score))
 
     def _start(self, detections: Detections, det: int, result: FrameTracks) -> None:
         mask = detections.masks[det]
@@ -164,15 +186,18 @@ class MaskTracker:
             class_name=str(detections.class_names[det]),
             score=float(detections.scores[det]),
             start_frame=self.frame,
-            last_frame=self.frame,
+            last_pts=self.pts,
         )
-        track.history.append((self.frame, mask, track.score))
         if self.config.min_hits <= 1:
-            track.state, track.track_id = TrackState.CONFIRMED, self._next_id
-            self._next_id += 1
-            track.history.clear()
-            result.tracks.append(self._observe(track, self.frame, mask, track.score))
+            self._confirm(track)
+            result.tracks.append(self._observe(track, self.frame, self.pts, mask, track.score))
+        else:
+            track.history.append((self.frame, self.pts, mask, track.score))
         self._tracks.append(track)
+
+    def _confirm(self, track: _Track) -> None:
+        track.state, track.track_id, track.track_uid = TrackState.CONFIRMED, self.next_id, uuid.uuid4().hex
+        self.next_id += 1
 
     def _age(self, result: FrameTracks, image_size: tuple[int, int]) -> None:
         """Unmatched tentative tracks die at once; confirmed ones go lost, then removed.
@@ -182,12 +207,11 @@ class MaskTracker:
         """
         survivors = []
         for track in self._tracks:
-            misses = self.frame - track.last_frame
-            if misses == 0:
+            if track.last_pts == self.pts:
                 survivors.append(track)
             elif track.state is TrackState.TENTATIVE:
                 track.state = TrackState.REMOVED
-            elif misses > self.max_misses or _left_image(track.predicted, image_size):
+            elif self.pts - track.last_pts > self.config.lost_seconds or _left_image(track.predicted, image_size):
                 track.state = TrackState.REMOVED
                 result.removed_ids.append(track.track_id)
             else:
@@ -195,10 +219,12 @@ class MaskTracker:
                 survivors.append(track)
         self._tracks = survivors
 
-    def _observe(self, track: _Track, frame: int, mask: CropMask, score: float) -> TrackObservation:
+    def _observe(self, track: _Track, frame: int, pts: float, mask: CropMask, score: float) -> TrackObservation:
         return TrackObservation(
             frame=frame,
+            pts=pts,
             track_id=track.track_id,
+            track_uid=track.track_uid,
             class_id=track.class_id,
             class_name=track.class_name,
             mask=mask,
@@ -224,9 +250,9 @@ class MaskTracker:
         return list(self._tracks)
 
 
-def _predict_mask(track: _Track) -> CropMask:
-    """Advance the track's Kalman filter and carry its last mask onto the predicted box."""
-    x0, y0, x1, y1 = track.kalman.predict()
+def _predict_mask(track: _Track, dt: float) -> CropMask:
+    """Advance the track's Kalman filter by ``dt`` seconds and carry its last mask onto the predicted box."""
+    x0, y0, x1, y1 = track.kalman.predict(dt)
     return track.mask.moved(round(x0), round(y0), round(x1 - x0), round(y1 - y0))
 
 
