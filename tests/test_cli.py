@@ -157,11 +157,11 @@ def test_export_ack_and_purge_commands(tmp_path):
     from storage.store import Store
 
     url = f"sqlite:///{tmp_path / 'site.db'}"
-    event = EventRecord("zone_enter", "gate", 1000.0, 5, 0.5, track_id=3, class_name="person", zone="pit")
-    alarm = AlarmRecord(event.id, "intrusion", "critical", "gate", 1000.0, 3)
+    event = EventRecord("zone_enter", "gate", 1000.0, 5, 0.5, track_id=3, track_uid="a" * 32, class_name="person", zone="pit")
+    alarm = AlarmRecord(event.id, "intrusion", "critical", "gate", 1000.0, 3, "a" * 32)
     with Store(url) as store:
         run = store.start_run("gate", "gate.mp4", segmenter="motion", unit="px", started_ts=1000.0)
-        old = ObservationRecord(1000.0, 5, 0.5, 3, "person", 0.9, (0, 0, 1, 1), 0.5, 0.5, 1)
+        old = ObservationRecord(1000.0, 5, 0.5, 3, "a" * 32, "person", 0.9, (0, 0, 1, 1), 0.5, 0.5, 1)
         store.write(run, observations=[old], events=[event], alarms=[alarm])
 
     result = maskwatch("export", "events", "--db", url, "--out", str(tmp_path / "e.parquet"), "--camera", "gate")

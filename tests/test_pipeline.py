@@ -172,15 +172,15 @@ def test_line_counts_zone_events_and_store_match_the_scene(scene, run_output):
 
 
 def outputs_of(out) -> dict:
-    """What a run wrote, less what differs from run to run (times, event ids, paths)."""
+    """What a run wrote, less what differs from run to run (times, event ids, track uids, paths)."""
     summary = json.loads((out / "summary.json").read_text())
     events = pd.read_csv(out / "events.csv")
     snapshots = [(out / "snapshots" / name).read_bytes() for name in events.snapshot.dropna()]
     return {
         "summary": {k: v for k, v in summary.items() if k not in ("elapsed_s", "processing_fps", "store", "files")},
-        "tracks": (out / "tracks.csv").read_text(),
-        "observations": (out / "observations.csv").read_text(),
-        "events": events.drop(columns=["id", "ts", "snapshot"]).to_csv(),
+        "tracks": pd.read_csv(out / "tracks.csv").drop(columns=["track_uid"]).to_csv(),
+        "observations": pd.read_csv(out / "observations.csv").drop(columns=["track_uid"]).to_csv(),
+        "events": events.drop(columns=["id", "ts", "snapshot", "track_uid"]).to_csv(),
         "snapshots": snapshots,
     }
 

@@ -17,7 +17,7 @@ def frames(n: int, fail_at: int | None = None):
     for i in range(n):
         if i == fail_at:
             raise InputError(f"cannot decode image {i}")
-        yield Frame(i, i / 10, np.full((2, 2, 3), i, np.uint8))
+        yield Frame(i, i / 10, 1000 + i / 10, np.full((2, 2, 3), i, np.uint8))
 
 
 def test_frames_arrive_in_order():
@@ -158,7 +158,7 @@ def test_stopping_early_releases_the_source_in_the_decode_thread_before_returnin
     def frames():
         try:
             for i in range(100):
-                yield Frame(i, i / 10, np.zeros((2, 2, 3), np.uint8))
+                yield Frame(i, i / 10, 1000 + i / 10, np.zeros((2, 2, 3), np.uint8))
         finally:
             released.append(threading.current_thread().name)
 
