@@ -4,7 +4,7 @@ torchvision's ``RoIHeads.postprocess_detections`` hands every (proposal, class)
 pair above the score threshold to ``batched_nms``; past 20,000 coordinates it
 falls back to one NMS call per class. With a low threshold (0 in the GPU
 benchmark, 0.05 in evaluation) that is 90,000 boxes and 90 NMS launches per
-image: 50 ms on an H100, more than the backbone. Keeping the ``pre_nms_top_k``
+image, slower than the backbone. Keeping the ``pre_nms_top_k``
 best-scoring candidates first bounds it to one NMS over a few thousand boxes.
 Results are torchvision's whenever no more than ``pre_nms_top_k`` candidates
 pass the score threshold (the usual case at 0.5 with trained weights).
