@@ -115,17 +115,19 @@ def run_pipeline(
     and the summary says ``interrupted: true``.
     """
     console = console or Console(stderr=True)
+    if source_path is None and config.segmenter.name != "replay":
+        raise InputError("a video or image folder is needed, unless --detections replays masks on their own")
     segmenter = build_segmenter(config.segmenter)
     if source_path is not None:
         source = FrameSource(source_path, fps=fps)
         name, rate, fps_from, first_number = str(source.path), source.fps, source.fps_from, source.first_number
         image_size, total = (source.height, source.width), source.frame_count
-    elif isinstance(segmenter, ReplaySegmenter) and segmenter.image_size is not None:
+    elif segmenter.image_size is not None:
         source, name, rate = None, config.segmenter.replay.path, fps or DEFAULT_FOLDER_FPS
         fps_from = "--fps" if fps else "default"
         image_size, total = segmenter.image_size, segmenter.frame_count()
     else:
-        raise InputError("a video or image folder is needed, unless --detections replays masks on their own")
+        raise InputError(f"{config.segmenter.replay.path}: no masks to replay")
     if isinstance(segmenter, ReplaySegmenter):
         first_number = segmenter.first_frame  # MOTS numbering as the replayed file numbers its frames
     total = min(x for x in (total, max_frames) if x) if (total or max_frames) else None

@@ -215,3 +215,38 @@ def test_track_and_run_detections_write_the_same_mots_from_one_and_from_zero(tmp
         fmt = "kitti" if first == 0 else "mots20"
         result = runner.invoke(app, ["eval", "--gt", str(gt), "--pred", str(out / "tracks.mots.txt"), "--format", fmt, "--json"])
         assert result.exit_code == 0, result.output
+
+
+def test_an_image_folder_plays_at_its_fps_and_replayed_masks_keep_the_config_keys(tmp_path):
+    """``run FOLDER --fps N`` times frames 1/N apart; ``--detections`` keeps the config's class names and threshold."""
+    import cv2
+    import yaml
+
+    from segmenter.motsio import format_detection_line
+    from tests.test_cli import assert_one_line_error, maskwatch
+
+    folder = tmp_path / "img1"
+    folder.mkdir()
+    rows = []
+    for i in range(8):
+        image = np.zeros((60, 80, 3), np.uint8)
+        cv2.imwrite(str(folder / f"{i:06d}.png"), image)
+        mask = np.zeros((60, 80), bool)
+        mask[20:30, 10 + 4 * i : 20 + 4 * i] = True
+        rle = CropMask.from_full(mask).to_rle(60, 80)
+        rows += [format_detection_line(i, 7, 0.9, rle), format_detection_line(i, 7, 0.2, rle)]  # from 0; a faint copy
+    detections = tmp_path / "det.txt"
+    detections.write_text("\n".join(rows) + "\n")
+    site = tmp_path / "site.yaml"
+    site.write_text(yaml.safe_dump({"segmenter": {"replay": {"class_names": {7: "pill"}, "score_threshold": 0.5}},
+                                    "tracker": {"min_hits": 1}, "sampling": {"observe_every": 1}}))
+    out = tmp_path / "out"
+    result = maskwatch("run", str(folder), "--detections", str(detections), "--fps", "4", "--config", str(site), "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    import pandas as pd
+
+    observations = pd.read_csv(out / "observations.csv")
+    assert list(observations.pts) == [i / 4 for i in range(8)] and set(observations.class_name) == {"pill"}
+    assert json.loads((out / "summary.json").read_text())["fps_from"] == "--fps"
+    assert [line.split()[0] for line in (out / "tracks.mots.txt").read_text().splitlines()] == [str(i) for i in range(8)]
+    assert_one_line_error(maskwatch("run", "--out", str(tmp_path / "none")), "video or image folder")
