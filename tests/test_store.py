@@ -7,21 +7,28 @@ what an operator's dashboard or an analyst would see.
 from __future__ import annotations
 
 import datetime as dt
+import importlib
 import json
 import math
+import multiprocessing as mp
 import subprocess
 import sys
 import textwrap
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import pandas as pd
 import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
 from sqlalchemy import Executable, Table, delete, event, func, inspect, select, text
 from sqlalchemy.exc import IntegrityError
 
 from analytics.records import (
+    EVENT_COLUMNS,
     SIZE_FIELDS,
     AlarmRecord,
     CountRecord,
@@ -29,6 +36,7 @@ from analytics.records import (
     Measurement,
     ObservationRecord,
     TrackRecord,
+    event_row,
 )
 from storage.engine import make_engine
 from storage.export import (
@@ -40,7 +48,9 @@ from storage.export import (
     load_tracks,
     unique_counts,
 )
-from storage.schema import alarms, cameras, counts, events, observations, runs
+from storage.geometry import load_geometry, save_geometry
+from storage.migrations import head, revision
+from storage.schema import alarms, cameras, counts, events, metadata, observations, runs, tracks
 from storage.store import Store
 
 T0 = 1_700_000_000.25  # 2023-11-14T22:13:20.25Z
@@ -117,6 +127,7 @@ def test_round_trip_of_every_record_type(store_url: str) -> None:
 
     o = load_observations(store_url)
     assert list(o.track_id) == [1, 8] and list(o.camera) == ["gate", "gate"]
+    assert list(o.track_uid) == [uid(1), uid(8)]
     sized, bare = o.iloc[0], o.iloc[1]
     assert sized.ts == T0 + 1 and sized.time == pd.Timestamp(T0 + 1, unit="s", tz="UTC")
     assert (sized.x0, sized.y0, sized.x1, sized.y1, sized.cx, sized.cy) == (10.5, 20.0, 110.0, 220.25, 60.25, 120.0)
@@ -129,6 +140,7 @@ def test_round_trip_of_every_record_type(store_url: str) -> None:
     assert pd.isna(bare.unit) and pd.isna(bare.clean) and bare.zones == ""
 
     t = load_tracks(store_url).set_index("track_id")
+    assert (t.loc[7, "track_uid"], t.loc[8, "track_uid"]) == (uid(7), uid(8))
     assert t.loc[7, "snapshot"] == "gate/track7.jpg" and t.loc[7, "speed_median"] == 11.0
     assert {f: (t.loc[7, f"{f}_median"], t.loc[7, f"{f}_iqr"]) for f in SIZE_FIELDS} == sizes
     assert t.loc[8, "size_samples"] == 0 and all(math.isnan(t.loc[8, f"{f}_median"]) for f in SIZE_FIELDS)
@@ -138,12 +150,13 @@ def test_round_trip_of_every_record_type(store_url: str) -> None:
     assert e.loc[event.id, "values"] == {"bounds": [None, 1000.0], "direction": "in", "nested": {"k": 1}}
     assert tuple(e.loc[event.id, ["kind", "zone", "line", "rule"]]) == ("size_rule", "belt", None, "too big")
     assert tuple(e.loc[event.id, ["value", "unit", "track_id", "class_name"]]) == (1234.5, "mm", 7, "bottle")
+    assert e.loc[event.id, "track_uid"] == uid(7) and pd.isna(e.loc[bare_event.id, "track_uid"])
     assert tuple(e.loc[event.id, ["frame", "pts", "snapshot"]]) == (30, 1.0, "gate/event.jpg")
     assert e.loc[bare_event.id, "values"] == {} and pd.isna(e.loc[bare_event.id, "track_id"])
     assert math.isnan(e.loc[bare_event.id, "value"])
 
     (a,) = load_alarms(store_url).itertuples()
-    assert (a.id, a.event_id, a.ts, a.track_id) == (alarm.id, event.id, T0 + 1, 7)
+    assert (a.id, a.event_id, a.ts, a.track_id, a.track_uid) == (alarm.id, event.id, T0 + 1, 7, uid(7))
     assert (a.rule, a.severity, a.state) == ("too big", "critical", "open")
     assert pd.isna(a.acknowledged_by) and math.isnan(a.acknowledged_ts)
 
@@ -272,9 +285,12 @@ def test_unique_counts_are_tracks_seen_in_the_window(two_cameras: str) -> None:
 def test_the_dashboard_queries_have_indexes(store_url: str) -> None:
     Store(store_url).close()
     engine = make_engine(store_url)
-    indexed = {(table, tuple(i["column_names"])) for table in ("observations", "events", "alarms", "counts", "tracks")
-               for i in inspect(engine).get_indexes(table)}  # fmt: skip
+    indexes = [(table, i) for table in ("observations", "events", "alarms", "counts", "tracks")
+               for i in inspect(engine).get_indexes(table)]  # fmt: skip
     engine.dispose()
+    indexed = {(table, tuple(i["column_names"])) for table, i in indexes}
+    unique = {(table, tuple(i["column_names"])) for table, i in indexes if i["unique"]}
+    assert ("tracks", ("track_uid",)) in unique and ("observations", ("track_uid",)) in indexed
     for table in ("observations", "events", "alarms", "counts"):
         assert (table, ("camera_id", "ts")) in indexed
     for table in ("events", "counts"):
@@ -452,3 +468,118 @@ def test_hourly_counts_fold_the_samples_and_rebuild_gives_the_same(store_url: st
     ]
     assert folded() == expected
     assert rebuild_hourly_counts(store_url) == 4 and folded() == expected
+
+
+# -- identities and event fields ---------------------------------------------------------------------------------
+
+
+def test_a_track_is_its_uid_not_its_display_id(store_url: str) -> None:
+    """Two runs' track 1 are two tracks; the same uid again updates its row; a uid never goes to a second row."""
+    with Store(store_url, batch_frames=1) as store:
+        first = store.start_run("gate", "v.mp4", segmenter="motion", unit="px", started_ts=T0)
+        second = store.start_run("gate", "v.mp4", segmenter="motion", unit="px", started_ts=T0 + 60)
+        store.write(first, tracks=[TrackRecord(1, uid(1, "first"), "bottle", T0, T0 + 1, 0, 30, 31, "px")])
+        store.write(second, tracks=[TrackRecord(1, uid(1, "second"), "person", T0 + 60, T0 + 61, 0, 30, 31, "px")])
+        store.write(second, tracks=[TrackRecord(1, uid(1, "second"), "person", T0 + 60, T0 + 69, 0, 270, 271, "px")])
+    t = load_tracks(store_url).set_index("track_uid")
+    assert sorted(t.index) == sorted([uid(1, "first"), uid(1, "second")]) and set(t.track_id) == {1}
+    assert (t.loc[uid(1, "second"), "frames_seen"], t.loc[uid(1, "first"), "frames_seen"]) == (271, 31)
+
+    engine = make_engine(store_url)
+    with engine.connect() as conn:
+        row = conn.execute(select(tracks).where(tracks.c.track_uid == uid(1, "first"))).one()._asdict()
+    del row["id"]
+    with pytest.raises(IntegrityError, match="track_uid"), engine.begin() as conn:  # track 2 of the first run...
+        conn.execute(tracks.insert(), row | {"track_id": 2, "track_uid": uid(1, "second")})  # ...with a used uid
+    engine.dispose()
+
+
+def test_every_event_field_is_stored_and_read_back(store_url: str) -> None:
+    """EVENT_COLUMNS is the events table (camera by id, values as JSON text) and what load_events returns."""
+    assert {c.name for c in events.c} == set(EVENT_COLUMNS) - {"camera", "values"} | {"values_json", "run_id", "camera_id"}
+    event = EventRecord(
+        "line_cross", "gate", np.float64(T0), np.int64(30), np.float32(1.0), track_id=np.int32(7), track_uid=uid(7),
+        class_name="bottle", zone="belt", line="door", rule="in", value=np.float32(0.5), unit="m",
+        values={"direction": "in", "at": np.array([1.5, 2.0]), "n": np.int64(3)}, snapshot="gate/e.jpg",
+    )  # fmt: skip
+    row = event_row(event)
+    assert list(row) == list(EVENT_COLUMNS) and all(type(v).__module__ == "builtins" for v in row.values())
+    assert json.loads(row["values"]) == {"direction": "in", "at": [1.5, 2.0], "n": 3}
+    with Store(store_url) as store:
+        run = store.start_run("gate", "v.mp4", segmenter="motion", unit="m", started_ts=T0)
+        store.write(run, events=[event])
+    back = load_events(store_url).iloc[0]
+    assert {name: back[name] for name in EVENT_COLUMNS} == row | {"values": json.loads(row["values"])}
+
+
+# -- migrations ----------------------------------------------------------------------------------------------------
+
+
+def schema_differences(url: str) -> list:
+    """What Alembic's autogenerate finds between the database and storage.schema: empty when they agree."""
+    engine = make_engine(url)
+    try:
+        with engine.connect() as conn:
+            return compare_metadata(MigrationContext.configure(conn), metadata)
+    finally:
+        engine.dispose()
+
+
+def store_revision(url: str) -> str | None:
+    engine = make_engine(url)
+    try:
+        return revision(engine)
+    finally:
+        engine.dispose()
+
+
+def test_the_migrations_make_exactly_the_schema(store_url: str) -> None:
+    assert store_revision(store_url) is None
+    Store(store_url).close()
+    assert store_revision(store_url) == head()
+    assert schema_differences(store_url) == []
+
+
+def test_a_store_made_before_migrations_is_adopted_and_upgraded(store_url: str) -> None:
+    """Tables as the code before migrations made them (camera_geometry only came with the first geometry), with rows."""
+    baseline = importlib.import_module("storage.migrations.versions.0001_baseline")  # that code's tables, frozen
+    old = {name: table for name, table in baseline.metadata.tables.items() if name != "camera_geometry"}
+    engine = make_engine(store_url)
+    baseline.metadata.create_all(engine, tables=list(old.values()))
+    with engine.begin() as conn:
+        camera = conn.execute(old["cameras"].insert().returning(old["cameras"].c.id),
+                              {"name": "gate", "unit": "px", "created_ts": T0}).scalar_one()  # fmt: skip
+        run = conn.execute(old["runs"].insert().returning(old["runs"].c.id),
+                           {"camera_id": camera, "source": "v.mp4", "segmenter": "motion", "started_ts": T0,
+                            "status": "finished", "config_json": "{}"}).scalar_one()  # fmt: skip
+        conn.execute(old["tracks"].insert(), {"run_id": run, "camera_id": camera, "track_id": 1, "class_name": "bottle",
+                                              "first_ts": T0, "last_ts": T0 + 1, "first_frame": 0, "last_frame": 30,
+                                              "frames_seen": 31, "unit": "px", "size_samples": 0})  # fmt: skip
+    engine.dispose()
+    assert store_revision(store_url) is None
+
+    with Store(store_url) as store:
+        run = store.start_run("gate", "v.mp4", segmenter="motion", unit="px", started_ts=T0 + 60)
+        store.write(run, tracks=[TrackRecord(1, uid(1), "person", T0 + 60, T0 + 61, 0, 30, 31, "px")])
+    assert store_revision(store_url) == head() and schema_differences(store_url) == []
+    t = load_tracks(store_url)
+    assert list(t.class_name) == ["bottle", "person"] and t.track_uid.isna().tolist() == [True, False]
+    assert save_geometry(store_url, "gate", [], [], [], "olivia") and load_geometry(store_url, "gate")[0]["zones"] == []
+
+
+def _open_store_with_the_others(url: str, barrier: Any) -> None:
+    barrier.wait(timeout=60)  # every process past its imports: they open the store together
+    Store(url).close()
+
+
+def test_processes_opening_a_new_store_together_all_succeed(store_url: str) -> None:
+    """``maskwatch serve``'s camera workers open one store at once; whoever migrates, the others wait and find it done."""
+    context = mp.get_context("spawn")
+    barrier = context.Barrier(4)
+    processes = [context.Process(target=_open_store_with_the_others, args=(store_url, barrier)) for _ in range(4)]
+    for process in processes:
+        process.start()
+    for process in processes:
+        process.join(120)
+    assert [p.exitcode for p in processes] == [0, 0, 0, 0]
+    assert store_revision(store_url) == head() and schema_differences(store_url) == []
