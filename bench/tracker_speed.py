@@ -17,6 +17,7 @@ from segmenter import CropMask, Detections
 from tracker import MaskTracker, TrackerConfig
 
 H, W = 1080, 1920
+FPS = 30.0  # the scene's frame rate: timestamps for maskwatch, frame_rate for ByteTrack
 
 
 def make_scene(n_objects: int, n_frames: int, seed: int = 0) -> list[Detections]:
@@ -42,10 +43,10 @@ def make_scene(n_objects: int, n_frames: int, seed: int = 0) -> list[Detections]
 
 
 def time_maskwatch(frames: list[Detections]) -> float:
-    tracker = MaskTracker(TrackerConfig(), fps=30)
+    tracker = MaskTracker(TrackerConfig())
     start = time.perf_counter()
-    for det in frames:
-        tracker.update(det)
+    for index, det in enumerate(frames):
+        tracker.update(det, index / FPS)
     return (time.perf_counter() - start) / len(frames) * 1000
 
 
@@ -53,7 +54,7 @@ def time_bytetrack(frames: list[Detections]) -> float:
     import supervision as sv
     from trackers import ByteTrackTracker
 
-    tracker = ByteTrackTracker(frame_rate=30)
+    tracker = ByteTrackTracker(frame_rate=FPS)
     boxes = [sv.Detections(xyxy=d.boxes.astype(np.float32), confidence=d.scores, class_id=d.class_ids) for d in frames]
     start = time.perf_counter()
     for det in boxes:
