@@ -16,7 +16,7 @@ import cv2
 import numpy as np
 import streamlit as st
 
-from storage.live import find_status, read_frame
+from storage.live import find_camera, read_frame
 
 BLANK_SIZE = (720, 1280)  # height, width of the canvas when no frame of the camera can be had
 HIGHLIGHT = (0, 255, 255)
@@ -38,8 +38,8 @@ def _source_frame(path: str, mtime: float) -> np.ndarray | None:
 
 def camera_background(live_dir: Path, camera: str, source: str | None) -> tuple[np.ndarray, str]:
     """A full frame of ``camera`` (BGR) and where it came from."""
-    status = find_status(live_dir, camera)
-    data = read_frame(status) if status is not None else None
+    live = find_camera(live_dir, camera)
+    data = read_frame(live) if live is not None else None
     if data is not None:
         image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
         if image is not None:
@@ -48,8 +48,8 @@ def camera_background(live_dir: Path, camera: str, source: str | None) -> tuple[
         image = _source_frame(source, Path(source).stat().st_mtime)
         if image is not None:
             return image.copy(), f"a frame of {Path(source).name} (the latest run's source)"
-    size = status.status.get("frame_size") if status is not None else None  # published as (width, height)
-    height, width = (int(size[1]), int(size[0])) if size and len(size) == 2 else BLANK_SIZE
+    size = live.status.frame_size if live is not None else None  # (width, height)
+    height, width = (size[1], size[0]) if size else BLANK_SIZE
     blank = np.full((height, width, 3), 64, np.uint8)
     for x in range(0, width, 100):  # a 100 px grid to place vertices by
         cv2.line(blank, (x, 0), (x, height - 1), (90, 90, 90), 1)

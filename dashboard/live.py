@@ -13,7 +13,7 @@ import pandas as pd
 import streamlit as st
 
 from dashboard.widgets import context
-from storage.live import CameraStatus, read_frame, read_segmenter, read_statuses
+from storage.live import LiveCamera, read_cameras, read_frame, read_segmenter
 
 BADGES = {"live": ("green", ":material/check_circle:"), "stale": ("red", ":material/schedule:"),
           "disconnected": ("red", ":material/link_off:"), "worker down": ("red", ":material/error:"),
@@ -52,16 +52,16 @@ def segmenter_line(status: dict | None, stale_after_s: float) -> None:
                f"{status.get('workers', 0)} cameras connected, updated {age:.1f} s ago")
 
 
-def camera_panel(camera: CameraStatus, stale_after_s: float) -> None:
+def camera_panel(camera: LiveCamera, stale_after_s: float) -> None:
     s = camera.status
-    health, why = camera.health(stale_after_s)
+    health, why = s.health(stale_after_s)
     color, icon = BADGES[health]
     with st.container(border=True):
         st.subheader(camera.camera)
         st.badge(f"{health}: {why}", color=color, icon=icon)
-        if health not in ("live", "not segmenting") and s.get("last_error"):
-            st.error(f"Last error: {s['last_error']}")
-        st.caption(f"source: {s.get('source', '—')}")  # published already redacted by the worker
+        if health not in ("live", "not segmenting") and s.last_error:
+            st.error(f"Last error: {s.last_error}")
+        st.caption(f"source: {s.source}")  # published already redacted by the worker
         picture, numbers = st.columns([3, 2])
         with picture:
             frame = read_frame(camera)
@@ -71,24 +71,24 @@ def camera_panel(camera: CameraStatus, stale_after_s: float) -> None:
                 st.image(frame, caption=f"{camera.camera} · latest frame", width="stretch")
         with numbers:
             a, b, c = st.columns(3)
-            a.metric("FPS in", _number(s.get("fps_in")))
-            b.metric("FPS processed", _number(s.get("fps_out")))
-            c.metric("Lag", _number(s.get("lag_s"), " s", 2))
-            a.metric("Dropped", _number(s.get("dropped")))
-            b.metric("Reconnects", _number(s.get("reconnects")))
-            c.metric("Frames", _number(s.get("frames")))
-            if "worker_restarts" in s:
-                a.metric("Worker restarts", _number(s["worker_restarts"]))
-            b.metric("Alarms", _number(s.get("alarms")))
+            a.metric("FPS in", _number(s.fps_in))
+            b.metric("FPS processed", _number(s.fps_out))
+            c.metric("Lag", _number(s.lag_s, " s", 2))
+            a.metric("Dropped", _number(s.dropped))
+            b.metric("Reconnects", _number(s.reconnects))
+            c.metric("Frames", _number(s.frames))
+            if s.worker_restarts is not None:
+                a.metric("Worker restarts", _number(s.worker_restarts))
+            b.metric("Alarms", _number(s.alarms))
             st.markdown("**Visible now**")
-            st.dataframe(_counts_table(s.get("visible") or {}, "class"), hide_index=True)
+            st.dataframe(_counts_table(s.visible, "class"), hide_index=True)
             st.markdown("**In zones now**")
-            st.dataframe(_occupancy_table(s.get("occupancy") or {}), hide_index=True)
-        if s.get("line_counts"):
+            st.dataframe(_occupancy_table(s.occupancy), hide_index=True)
+        if s.line_counts:
             st.markdown("**Line counts (this run)**")
-            st.dataframe(_lines_table(s["line_counts"]), hide_index=True)
-        if s.get("unique"):
-            st.caption("Unique objects this run: " + ", ".join(f"{k} {v}" for k, v in s["unique"].items()))
+            st.dataframe(_lines_table(s.line_counts), hide_index=True)
+        if s.unique:
+            st.caption("Unique objects this run: " + ", ".join(f"{k} {v}" for k, v in s.unique.items()))
 
 
 def render() -> None:
@@ -97,7 +97,7 @@ def render() -> None:
 
     @st.fragment(run_every=settings.dashboard.live_refresh_s)
     def panels() -> None:
-        cameras = read_statuses(settings.live_dir)
+        cameras = read_cameras(settings.live_dir)
         segmenter_line(read_segmenter(settings.live_dir), settings.dashboard.stale_after_s)
         if not cameras:
             st.info(f"No live cameras: no status files in {settings.live_dir}. Is `maskwatch serve` running with this config?")

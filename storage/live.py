@@ -1,67 +1,141 @@
-"""The live service's published state: ``<live_dir>/<camera>.json`` (health, counts) and ``<camera>.jpg``.
+"""The live service's published state: ``<live_dir>/<camera>.json`` (a :class:`CameraStatus`) and ``<camera>.jpg``.
 
 The camera workers of ``maskwatch serve`` replace both files atomically a few
-times a second, so reading them is all the dashboard does for live views: it
-never runs the pipeline or opens a camera itself. The JPEG sits beside the
-JSON under the same stem; the camera's real name is the JSON's ``camera``.
+times a second (:func:`write_status`, :func:`write_atomic`), so reading them is
+all the supervisor and the dashboard do for live views: neither runs the
+pipeline or opens a camera itself. The JPEG sits beside the JSON under the same
+stem; the camera's real name is the status's ``camera``.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Self
+
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 Health = Literal["live", "stale", "disconnected", "worker down", "not segmenting"]
 SEGMENTER_STATUS = Path("segmenter") / "status.json"  # the shared segmenter's, under live_dir (see maskwatch.serve)
 
 
-@dataclass(frozen=True)
-class CameraStatus:
+class CameraStatus(BaseModel):
+    """One camera worker's latest report: written by the worker, read by the supervisor and the dashboard.
+
+    Strict about keys (``extra="forbid"``) so a misspelt field fails where the
+    status is made, not as a blank on a page. ``worker_alive`` and
+    ``worker_restarts`` are the supervisor's: workers leave them None.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
     camera: str
-    status: dict[str, Any]
+    pid: int
+    updated_ts: float  # epoch seconds of this report
+    run_id: int | None
+    source: str  # credentials redacted
+    connected: bool
+    fps_in: float
+    fps_out: float
+    dropped: int
+    reconnects: int
+    last_error: str | None
+    segmenter_error: str | None  # why frames are skipped right now (the shared segmenter is away)
+    backoff_s: float
+    frame_size: tuple[int, int] | None  # (width, height)
+    queue_depth: int
+    lag_s: float | None
+    segment_s: float | None
+    frames: int
+    ended: bool
+    visible: dict[str, int]  # class -> objects in the frame now
+    occupancy: dict[str, dict[str, int]]  # zone -> class -> objects inside now
+    unique: dict[str, int]  # class -> distinct objects this run
+    line_counts: dict  # line -> class -> {"in": n, "out": n}, this run
+    alarms: int
+    worker_alive: bool | None = None
+    worker_restarts: int | None = None
+
+    @classmethod
+    def unreported(cls, camera: str, source: str) -> Self:
+        """A camera whose worker has not reported yet: disconnected, nothing counted, never updated (so stale)."""
+        return cls(
+            camera=camera, pid=0, updated_ts=0.0, run_id=None, source=source, connected=False, fps_in=0.0, fps_out=0.0,
+            dropped=0, reconnects=0, last_error=None, segmenter_error=None, backoff_s=0.0, frame_size=None,
+            queue_depth=0, lag_s=None, segment_s=None, frames=0, ended=False, visible={}, occupancy={}, unique={},
+            line_counts={}, alarms=0,
+        )  # fmt: skip
+
+    def age_s(self, now: float | None = None) -> float:
+        return (time.time() if now is None else now) - self.updated_ts
+
+    def health(self, stale_after_s: float, now: float | None = None) -> tuple[Health, str]:
+        """What an operator must know first, with why: a silent worker is worse than a disconnected camera."""
+        age = self.age_s(now)
+        if self.worker_alive is False:
+            return "worker down", f"worker process not running (restarts: {self.worker_restarts or 0})"
+        if age > stale_after_s:
+            return "stale", f"no status for {age:.0f} s"
+        if not self.connected:
+            return "disconnected", "the camera is not connected"
+        if self.segmenter_error:
+            return "not segmenting", f"frames skipped: {self.segmenter_error}"
+        return "live", f"updated {age:.1f} s ago"
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Replace ``path`` in one step: readers (dashboard, supervisor) never see half a file, nor wait for the writer."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
+def write_status(path: Path, status: CameraStatus) -> None:
+    """Publish a camera's status at ``path`` (``<live_dir>/<camera>.json``), atomically."""
+    write_atomic(path, status.model_dump_json().encode())
+
+
+def read_status(path: Path) -> CameraStatus | None:
+    """The status at ``path``; None when there is none yet, or it is not a camera's status."""
+    try:
+        return CameraStatus.model_validate_json(path.read_bytes())
+    except (OSError, ValidationError):
+        return None
+
+
+@dataclass(frozen=True)
+class LiveCamera:
+    """A camera's status with where it was read, for the JPEG beside it."""
+
+    status: CameraStatus
     status_path: Path
+
+    @property
+    def camera(self) -> str:
+        return self.status.camera
 
     @property
     def frame_path(self) -> Path:
         return self.status_path.with_suffix(".jpg")
 
-    def age_s(self, now: float | None = None) -> float:
-        return (time.time() if now is None else now) - float(self.status.get("updated_ts") or 0.0)
 
-    def health(self, stale_after_s: float, now: float | None = None) -> tuple[Health, str]:
-        """What an operator must know first, with why: a silent worker is worse than a disconnected camera."""
-        age = self.age_s(now)
-        if self.status.get("worker_alive") is False:
-            return "worker down", f"worker process not running (restarts: {self.status.get('worker_restarts', 0)})"
-        if age > stale_after_s:
-            return "stale", f"no status for {age:.0f} s"
-        if not self.status.get("connected"):
-            return "disconnected", "the camera is not connected"
-        if self.status.get("segmenter_error"):
-            return "not segmenting", f"frames skipped: {self.status['segmenter_error']}"
-        return "live", f"updated {age:.1f} s ago"
-
-
-def read_statuses(live_dir: Path) -> list[CameraStatus]:
-    """Every camera's latest status, by camera name; files that vanish or do not parse are skipped."""
+def read_cameras(live_dir: Path) -> list[LiveCamera]:
+    """Every camera's latest status, by camera name; files that vanish or are no camera status are skipped."""
     found = []
     for path in sorted(live_dir.glob("*.json")) if live_dir.is_dir() else []:
         if path.name.startswith("."):  # a writer's temporary file
             continue
-        try:
-            status = json.loads(path.read_text())
-        except (OSError, ValueError):
-            continue
-        if isinstance(status, dict):
-            found.append(CameraStatus(str(status.get("camera") or path.stem), status, path))
-    return sorted(found, key=lambda s: s.camera)
+        status = read_status(path)
+        if status is not None:
+            found.append(LiveCamera(status, path))
+    return sorted(found, key=lambda c: c.camera)
 
 
-def find_status(live_dir: Path, camera: str) -> CameraStatus | None:
-    return next((s for s in read_statuses(live_dir) if s.camera == camera), None)
+def find_camera(live_dir: Path, camera: str) -> LiveCamera | None:
+    return next((c for c in read_cameras(live_dir) if c.camera == camera), None)
 
 
 def read_segmenter(live_dir: Path) -> dict[str, Any] | None:
@@ -73,9 +147,9 @@ def read_segmenter(live_dir: Path) -> dict[str, Any] | None:
     return status if isinstance(status, dict) else None
 
 
-def read_frame(status: CameraStatus) -> bytes | None:
+def read_frame(camera: LiveCamera) -> bytes | None:
     """The latest annotated JPEG as bytes (a few tens of kB), or None before the first frame."""
     try:
-        return status.frame_path.read_bytes()
+        return camera.frame_path.read_bytes()
     except OSError:
         return None

@@ -21,11 +21,13 @@ from pathlib import Path
 
 import pytest
 import yaml
+from pydantic import ValidationError
 from streamlit.testing.v1 import AppTest
 
 from dashboard.passwords import hash_password, verify_password
 from dashboard.settings import SettingsError, load_settings
 from storage.geometry import load_geometry, save_geometry
+from storage.live import CameraStatus, find_camera, read_cameras, read_frame, read_status, write_status
 
 REPO = Path(__file__).resolve().parents[1]
 APP = REPO / "dashboard" / "app.py"
@@ -198,8 +200,10 @@ def test_track_explorer_shows_a_tracks_path_sizes_and_zones(store: Path) -> None
     at.selectbox(key="tracks-track").select(int(person.split(" · ")[0])).run()
     [(track_id, n_obs)] = rows(store, "SELECT t.track_id, COUNT(o.id) FROM tracks t JOIN observations o ON "
                                       "o.run_id = t.run_id AND o.track_id = t.track_id WHERE t.class_name = 'person'")  # fmt: skip
+    [(track_uid,)] = rows(store, "SELECT track_uid FROM tracks WHERE class_name = 'person'")
     page = texts(at)
     assert f"**Track {track_id}** (person)" in page and f"{n_obs} stored observations" in page
+    assert f"uid `{track_uid}`" in page
     assert "Zones entered: crossing at" in page
     events = next(d.value for d in at.dataframe if "kind" in d.value.columns)
     assert list(events.kind) == [k for (k,) in rows(store, "SELECT kind FROM events WHERE track_id = ? ORDER BY ts", track_id)]
@@ -307,6 +311,51 @@ def test_geometry_store_round_trip_and_validation(store_url: str) -> None:
 # -- live --------------------------------------------------------------------------------------------------------
 
 
+def camera_status(**changes: object) -> CameraStatus:
+    """A connected camera's status as its worker writes it, with ``changes``."""
+    fields = dict(
+        camera="gate", pid=4242, updated_ts=1_700_000_000.0, run_id=7, source="rtsp://viewer:***@10.0.0.12/s",
+        connected=True, fps_in=12.5, fps_out=12.25, dropped=3, reconnects=1, last_error=None, segmenter_error=None,
+        backoff_s=0.0, frame_size=(1280, 720), queue_depth=0, lag_s=0.125, segment_s=0.05, frames=480, ended=False,
+        visible={"person": 2}, occupancy={"dock": {"person": 1}}, unique={"person": 5},
+        line_counts={"door": {"person": {"in": 3, "out": 1}}}, alarms=2,
+    )  # fmt: skip
+    return CameraStatus(**(fields | changes))
+
+
+def test_camera_status_files_round_trip_and_others_are_skipped(tmp_path: Path) -> None:
+    gate, dock = camera_status(), camera_status(camera="dock cam", connected=False, lag_s=None, frame_size=None)
+    write_status(tmp_path / "gate.json", gate)
+    write_status(tmp_path / "dock-cam.json", dock)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["dock-cam.json", "gate.json"]  # no temporary file left
+    assert read_status(tmp_path / "gate.json") == gate and gate.frame_size == (1280, 720)
+    (tmp_path / "old.json").write_text(json.dumps({"camera": "old", "connected": True}))  # keys missing
+    (tmp_path / "typo.json").write_text(gate.model_copy(update={"camera": "typo"}).model_dump_json()[:-1] + ',"fps_ot":1}')
+    (tmp_path / "torn.json").write_text(gate.model_dump_json()[:40])
+    (tmp_path / ".gate.json.99.tmp").write_text(gate.model_dump_json())
+    cameras = read_cameras(tmp_path)
+    assert [(c.camera, c.status, c.frame_path.name) for c in cameras] == [("dock cam", dock, "dock-cam.jpg"),
+                                                                          ("gate", gate, "gate.jpg")]  # fmt: skip
+    assert find_camera(tmp_path, "dock cam").status_path == tmp_path / "dock-cam.json"
+    assert read_status(tmp_path / "missing.json") is None and read_frame(cameras[1]) is None
+    with pytest.raises(ValidationError, match="fps_ot"):  # a misspelt field fails where the status is made
+        camera_status(fps_ot=12.0)
+
+
+def test_camera_health_names_the_worst_first() -> None:
+    now = 1_700_000_000.0
+    live = camera_status(updated_ts=now - 1)
+    assert live.health(5, now) == ("live", "updated 1.0 s ago")
+    assert camera_status(updated_ts=now - 1, segmenter_error="busy").health(5, now) == ("not segmenting",
+                                                                                       "frames skipped: busy")
+    assert camera_status(updated_ts=now - 1, connected=False).health(5, now)[0] == "disconnected"
+    assert camera_status(updated_ts=now - 9, connected=False).health(5, now) == ("stale", "no status for 9 s")
+    down = camera_status(updated_ts=now - 9, worker_alive=False, worker_restarts=3)
+    assert down.health(5, now) == ("worker down", "worker process not running (restarts: 3)")
+    unreported = CameraStatus.unreported("gate", "rtsp://viewer:***@10.0.0.12/s")
+    assert unreported.health(5, now)[0] == "stale" and not unreported.connected and unreported.frames == 0
+
+
 @contextmanager
 def serving(demo: Path, root: Path) -> Iterator[tuple[Path, subprocess.Popen]]:
     """A real ``maskwatch serve``: the demo video looped as a camera, and a camera whose RTSP server is absent.
@@ -380,9 +429,8 @@ def test_live_page_shows_the_shared_segmenter_and_cameras_waiting_for_it(
     segmenter = {"pid": 1, "updated_ts": now, "device": "cuda:0", "workers": 2, "batch_size": 8, "batches": 50,
                  "frames": 96, "failed_frames": 0, "busy_s": 3.2, "mean_batch": 1.92, "batch_sizes": {"1": 4, "2": 46}}
     (live / "segmenter" / "status.json").write_text(json.dumps(segmenter))
-    camera = {"camera": "gate", "updated_ts": now, "connected": True, "source": "rtsp://viewer:***@10.0.0.12/s",
-              "segmenter_error": "shared segmenter not reachable (ConnectionRefusedError)", "frames": 48}
-    (live / "gate.json").write_text(json.dumps(camera))
+    write_status(live / "gate.json", camera_status(
+        updated_ts=now, segmenter_error="shared segmenter not reachable (ConnectionRefusedError)", frames=48))
     configure(monkeypatch, tmp_path, copy_store(demo, tmp_path), demo / "snapshots", live_dir=live, stale_after_s=5)
     at = open_app()
     assert [s.value for s in at.subheader] == ["gate"]  # the segmenter's status file is not taken for a camera
