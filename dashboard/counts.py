@@ -44,7 +44,7 @@ def _download(label: str, data: pd.DataFrame, name: str, parquet: bool) -> None:
 
 
 def _raw_export(url: str, table: str, cameras: tuple[str, ...], since: float, until: float, parquet: bool) -> None:
-    """Raw rows of one table via analytics.export_table, written only when the button is clicked."""
+    """Raw rows of one table via storage.export.export_table, written only when the button is clicked."""
 
     def build() -> bytes:
         frames = []

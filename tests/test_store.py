@@ -17,6 +17,7 @@ import textwrap
 import time
 import uuid
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -27,6 +28,7 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy import Executable, Table, delete, event, func, inspect, select, text
 from sqlalchemy.exc import IntegrityError
 
+import storage.store
 from analytics.records import (
     EVENT_COLUMNS,
     SIZE_FIELDS,
@@ -184,14 +186,18 @@ def test_rows_wait_for_a_full_batch_but_alarms_go_at_once(store_url: str) -> Non
     assert count_rows(store_url, observations) == 7
 
 
-def test_a_batch_older_than_batch_seconds_is_flushed(store_url: str) -> None:
+def test_a_batch_older_than_batch_seconds_is_flushed(store_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    clock = [100.0]  # the store's monotonic clock, moved by hand
+    monkeypatch.setattr(storage.store, "time", SimpleNamespace(monotonic=lambda: clock[0], time=time.time))
     with Store(store_url, batch_frames=1000, batch_seconds=0.2) as store:
         run = store.start_run("gate", "v.mp4", segmenter="motion", unit="px", started_ts=T0)
         store.write(run, observations=[obs(0)])
-        assert count_rows(store_url, observations) == 0
-        time.sleep(0.25)
+        clock[0] += 0.19
         store.write(run, observations=[obs(1)])
-        assert count_rows(store_url, observations) == 2
+        assert count_rows(store_url, observations) == 0
+        clock[0] += 0.01
+        store.write(run, observations=[obs(2)])
+        assert count_rows(store_url, observations) == 3
 
 
 def test_tracks_collapse_within_a_batch_and_update_across_batches(store_url: str) -> None:
