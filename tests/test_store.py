@@ -40,6 +40,7 @@ from analytics.records import (
     TrackRecord,
     event_row,
 )
+from common import InputError
 from storage.engine import make_engine
 from storage.export import (
     export_table,
@@ -571,6 +572,17 @@ def test_a_store_made_before_migrations_is_adopted_and_upgraded(store_url: str) 
     t = load_tracks(store_url)
     assert list(t.class_name) == ["bottle", "person"] and t.track_uid.isna().tolist() == [True, False]
     assert save_geometry(store_url, "gate", [], [], [], "olivia") and load_geometry(store_url, "gate")[0]["zones"] == []
+
+
+def test_a_store_from_a_newer_maskwatch_is_refused(store_url: str) -> None:
+    Store(store_url).close()
+    engine = make_engine(store_url)
+    with engine.begin() as conn:
+        conn.execute(text("UPDATE alembic_version SET version_num = '9999'"))
+    engine.dispose()
+    with pytest.raises(InputError, match="revision '9999', newer than this maskwatch knows"):
+        Store(store_url)
+    assert store_revision(store_url) == "9999"
 
 
 def _open_store_with_the_others(url: str, barrier: Any) -> None:

@@ -27,6 +27,8 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, Engine, column, func, inspect, select, table
 from sqlalchemy.exc import OperationalError
 
+from common import InputError
+
 log = logging.getLogger(__name__)
 
 ADVISORY_LOCK = 0x6D61736B77617463  # PostgreSQL advisory lock key of migrations ("maskwatc")
@@ -41,9 +43,13 @@ def _config() -> Config:
 
 
 @cache
+def _scripts() -> ScriptDirectory:
+    return ScriptDirectory.from_config(_config())
+
+
 def head() -> str:
     """The newest revision: where :func:`upgrade` takes a store."""
-    return ScriptDirectory.from_config(_config()).get_current_head()
+    return _scripts().get_current_head()
 
 
 def revision(engine: Engine) -> str | None:
@@ -75,9 +81,16 @@ def _lock(conn: Connection) -> None:
 
 
 def upgrade(engine: Engine) -> None:
-    """Bring the store behind ``engine`` to :func:`head`; a single read when it is there already."""
-    if revision(engine) == head():
+    """Bring the store behind ``engine`` to :func:`head`; a single read when it is there already.
+
+    A store migrated by a newer maskwatch is refused (InputError) rather than half understood.
+    """
+    current = revision(engine)
+    if current == head():
         return
+    if current is not None and current not in {script.revision for script in _scripts().walk_revisions()}:
+        raise InputError(f"the store's schema is at revision {current!r}, newer than this maskwatch knows ({head()!r}): "
+                         "upgrade maskwatch to open it")
     config = _config()
     with engine.connect() as conn:
         _lock(conn)
