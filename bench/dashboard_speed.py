@@ -28,6 +28,7 @@ import numpy as np
 from sqlalchemy import Engine, Table, select
 
 from analytics.records import SIZE_FIELDS
+from storage.live import CameraStatus, write_status
 from storage.schema import alarms, cameras, counts, deliveries, events, observations, runs, tracks
 from storage.store import Store, rebuild_hourly_counts
 
@@ -140,12 +141,13 @@ def fill(url: str, live_dir: Path, end: float) -> dict[str, int]:
     frame = np.full((720, 1280, 3), 90, np.uint8)
     for name in CAMERAS:  # what each camera worker of maskwatch serve publishes
         (live_dir / f"{name}.jpg").write_bytes(cv2.imencode(".jpg", frame)[1].tobytes())
-        (live_dir / f"{name}.json").write_text(json.dumps({
-            "camera": name, "updated_ts": time.time(), "source": f"rtsp://{name}/stream", "connected": True,
-            "fps_in": 15.0, "fps_out": 15.0, "dropped": 0, "reconnects": 0, "last_error": None, "frame_size": [1280, 720],
-            "lag_s": 0.1, "frames": 1000, "visible": {"person": 2}, "occupancy": {"loading": {"person": 1}},
-            "unique": {"person": 40}, "line_counts": {"door": {"person": {"in": 3, "out": 2}}}, "alarms": 4,
-        }))  # fmt: skip
+        write_status(live_dir / f"{name}.json", CameraStatus(
+            camera=name, pid=os.getpid(), updated_ts=time.time(), run_id=run_of[camera_ids[name]],
+            source=f"rtsp://{name}/stream", connected=True, fps_in=15.0, fps_out=15.0, dropped=0, reconnects=0,
+            last_error=None, segmenter_error=None, backoff_s=0.0, frame_size=(1280, 720), queue_depth=0, lag_s=0.1,
+            segment_s=0.05, frames=1000, ended=False, visible={"person": 2}, occupancy={"loading": {"person": 1}},
+            unique={"person": 40}, line_counts={"door": {"person": {"in": 3, "out": 2}}}, alarms=4,
+        ))  # fmt: skip
     return {"observations": len(obs_rows), "events": len(event_rows), "tracks": len(track_rows),
             "alarms": len(alarm_rows), "counts": len(count_rows), "cameras": len(CAMERAS)}  # fmt: skip
 

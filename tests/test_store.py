@@ -9,11 +9,14 @@ from __future__ import annotations
 import datetime as dt
 import importlib
 import json
+import logging
 import math
 import multiprocessing as mp
+import sqlite3
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -52,7 +55,7 @@ from storage.export import (
     unique_counts,
 )
 from storage.geometry import load_geometry, save_geometry
-from storage.migrations import head, revision
+from storage.migrations import head, revision, upgrade
 from storage.schema import alarms, cameras, counts, events, metadata, observations, runs, tracks
 from storage.store import Store
 
@@ -583,6 +586,29 @@ def test_a_store_from_a_newer_maskwatch_is_refused(store_url: str) -> None:
     with pytest.raises(InputError, match="revision '9999', newer than this maskwatch knows"):
         Store(store_url)
     assert store_revision(store_url) == "9999"
+
+
+def test_sqlite_upgrade_waits_for_a_writer_that_holds_the_lock_past_the_busy_timeout(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    url = f"sqlite:///{tmp_path / 'store.db'}"
+    holder = sqlite3.connect(tmp_path / "store.db", isolation_level=None)
+    holder.execute("PRAGMA journal_mode=WAL")  # as every opener of a store leaves it
+    holder.execute("BEGIN IMMEDIATE")  # another process's long write transaction
+    engine = make_engine(url)
+    event.listen(engine, "connect", lambda dbapi, _: dbapi.execute("PRAGMA busy_timeout=50"))  # after make_engine's
+    upgrading = threading.Thread(target=upgrade, args=(engine,))
+    with caplog.at_level(logging.INFO, logger="storage.migrations"):
+        upgrading.start()
+        deadline = time.monotonic() + 30
+        while "waiting again for its write lock" not in caplog.text and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert "waiting again for its write lock" in caplog.text and upgrading.is_alive()
+        holder.execute("COMMIT")
+        upgrading.join(30)
+    holder.close()
+    assert revision(engine) == head()
+    engine.dispose()
 
 
 def _open_store_with_the_others(url: str, barrier: Any) -> None:
