@@ -19,7 +19,7 @@ from pathlib import Path
 import cv2
 
 from common import redact_url
-from maskwatch.child_process import Lifetime, write_atomic
+from maskwatch.child_process import Lifetime
 from maskwatch.config import AppConfig, LiveCameraConfig
 from maskwatch.engine import Engine, Sink, Step, mask_tracker
 from maskwatch.live import LiveSource
@@ -28,7 +28,7 @@ from maskwatch.pipeline import build_analyzer, build_segmenter, open_store, stor
 from maskwatch.render import draw_frame
 from maskwatch.segmenter_server import RemoteSegmenter, SegmenterLink, SegmenterUnavailable
 from storage.geometry import load_geometry
-from storage.live import CameraStatus, write_status
+from storage.live import CameraStatus, write_atomic, write_status
 
 log = logging.getLogger(__name__)
 

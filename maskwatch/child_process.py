@@ -1,10 +1,9 @@
-"""What every child process of ``maskwatch serve`` does alike: when to stop, and how it publishes its files."""
+"""What every child process of ``maskwatch serve`` does alike: when to stop (SIGTERM, SIGINT, or its parent gone)."""
 
 from __future__ import annotations
 
 import os
 import signal
-from pathlib import Path
 
 
 class Lifetime:
@@ -27,10 +26,3 @@ class Lifetime:
     @property
     def running(self) -> bool:
         return not self.stopping and os.getppid() == self._parent
-
-
-def write_atomic(path: Path, data: bytes) -> None:
-    """Replace ``path`` in one step: readers (dashboard, supervisor) never see half a file, nor wait for the writer."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)

@@ -45,8 +45,9 @@ from typing import Any
 
 import numpy as np
 
-from maskwatch.child_process import Lifetime, write_atomic
+from maskwatch.child_process import Lifetime
 from segmenter.detections import Detections
+from storage.live import write_atomic
 
 log = logging.getLogger(__name__)
 

@@ -331,6 +331,8 @@ def serve(config: AppConfig, out_dir: Path) -> int:
         thread.start()
 
     def stop(signum: int, _frame: object) -> None:
+        if service.stop_event.is_set():  # a second signal may land inside the first one's set(): its lock is held
+            return
         log.info("signal %d: stopping", signum)
         service.stop_event.set()
 

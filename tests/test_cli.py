@@ -53,7 +53,8 @@ def test_corrupt_image_in_folder_keeps_earlier_results(tmp_path):
     assert (out / "summary.json").is_file() and (out / "observations.csv").is_file()
     from sqlalchemy import select
 
-    from storage.store import make_engine, runs
+    from storage.engine import make_engine
+    from storage.schema import runs
 
     with make_engine(f"sqlite:///{out / 'maskwatch.db'}").connect() as conn:  # the store keeps the run, marked failed
         assert conn.execute(select(runs.c.status, runs.c.frames)).one() == ("failed", 12)

@@ -24,7 +24,7 @@ from maskwatch.sources import Frame
 from maskwatch.synthetic import demo_config, render_scene
 from segmenter.detections import Detections
 from segmenter.masks import CropMask
-from storage.store import make_engine
+from storage.engine import make_engine
 from tracker.config import TrackerConfig
 
 MAX_DWELL_S = 1.5

@@ -25,7 +25,8 @@ from sqlalchemy import select
 from standardwebhooks import Webhook
 
 from maskwatch.synthetic import demo_config, render_scene
-from storage.store import alarms, make_engine, runs
+from storage.engine import make_engine
+from storage.schema import alarms, runs
 from tests.test_live import RtspCamera, gstreamer  # noqa: F401 (a fixture)
 from tests.test_mqtt import Subscriber, prefix  # noqa: F401 (a fixture)
 
