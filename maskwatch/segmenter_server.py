@@ -334,8 +334,9 @@ def _limit_send_time(conn: Connection, seconds: float) -> None:
 def run_segmenter_process(section: Any, link: SegmenterLink, batch_size: int, batch_wait_s: float, status_path: Path) -> None:
     """The segmenter process of ``maskwatch serve``: load the model once, then answer batches until SIGTERM.
 
-    The model is loaded before the socket opens, so workers see "not reachable"
-    (and skip frames) rather than waiting on a model that is still loading.
+    The model is loaded, and run once on a blank frame, before the socket opens, so
+    workers see "not reachable" (and skip frames) rather than waiting on a model
+    that is still loading, and the first real batch pays no one-time start-up costs.
     ``status_path`` gets the batch statistics twice a second for the service's
     ``/metrics``. An orphan (service killed with -9) stops too.
     """
@@ -343,6 +344,7 @@ def run_segmenter_process(section: Any, link: SegmenterLink, batch_size: int, ba
 
     lifetime = Lifetime()
     segmenter = build_segmenter(section)
+    segmenter.segment([np.zeros((240, 320, 3), np.uint8)])
     device = str(getattr(segmenter, "device", "cpu"))
     server = SegmenterServer(segmenter, link, batch_size, batch_wait_s)
     log.info("shared segmenter ready on %s (batch up to %d, wait %.0f ms)", device, batch_size, batch_wait_s * 1000)

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from torchvision.models.detection import maskrcnn_resnet50_fpn_v2
+from torchvision.models.detection import maskrcnn_resnet50_fpn
 
 from common import InputError
 from maskwatch.config import SegmenterSection, parse_config
@@ -45,8 +45,8 @@ def weights(tmp_path_factory) -> Path:
     """Random (not tied) weights, saved once so the server and the local reference load the same model."""
     torch.manual_seed(3)
     path = tmp_path_factory.mktemp("weights") / "random.pth"
-    torch.save({"model": maskrcnn_resnet50_fpn_v2(weights=None, weights_backbone=None, num_classes=3).state_dict(),
-                "class_names": ["pill", "bottle"], "version": "v2"}, path)
+    torch.save({"model": maskrcnn_resnet50_fpn(weights=None, weights_backbone=None, num_classes=3).state_dict(),
+                "class_names": ["pill", "bottle"], "version": "v1"}, path)
     return path
 
 

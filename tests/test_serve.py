@@ -250,12 +250,12 @@ def alarm_ids(url: str) -> set[str]:
 def test_two_cameras_share_one_segmenter_process_that_is_replaced_when_killed_or_hung(tmp_path):
     """maskrcnn under serve: one model for both cameras, their frames batched; losing it costs frames, not cameras."""
     import torch
-    from torchvision.models.detection import maskrcnn_resnet50_fpn_v2
+    from torchvision.models.detection import maskrcnn_resnet50_fpn
 
     torch.manual_seed(0)
     weights = tmp_path / "model.pth"
-    torch.save({"model": maskrcnn_resnet50_fpn_v2(weights=None, weights_backbone=None, num_classes=2).state_dict(),
-                "class_names": ["part"], "version": "v2"}, weights)
+    torch.save({"model": maskrcnn_resnet50_fpn(weights=None, weights_backbone=None, num_classes=2).state_dict(),
+                "class_names": ["part"], "version": "v1"}, weights)
     video = tmp_path / "belt.mp4"
     render_scene(video, frames=60)
     listen = f"127.0.0.1:{free_port()}"
