@@ -44,7 +44,7 @@ class LiveCameraConfig(CameraConfig):
 
     source: str | int = Field(description="rtsp://, rtsps://, http(s):// URL, a video file, or a device index.")
     loop: bool = Field(False, description="Files only: start again at the end (a file standing in for a camera).")
-    fps: float = Field(15.0, gt=0, description="Frames/s the worker processes; time-based settings are converted with it.")
+    fps: float = Field(15.0, gt=0, description="The most frames/s the worker processes (the newest frame each time); durations come from timestamps.")
     stall_s: float = Field(5.0, gt=0, description="No frame for this long counts as a failure: reconnect.")
     backoff_max_s: float = Field(30.0, gt=0, description="Longest wait between reconnection attempts.")
 

@@ -26,7 +26,7 @@ from standardwebhooks import Webhook
 
 from maskwatch.synthetic import demo_config, render_scene
 from storage.engine import make_engine
-from storage.schema import alarms, runs
+from storage.schema import alarms, runs, tracks
 from tests.test_live import RtspCamera, gstreamer  # noqa: F401 (a fixture)
 from tests.test_mqtt import Subscriber, prefix  # noqa: F401 (a fixture)
 
@@ -229,6 +229,11 @@ def test_rtsp_camera_reconnects_and_alarms_survive_kill_9(gstreamer, tmp_path): 
         proc = start_service(config, tmp_path)
         wait_for(lambda: stored <= {p["alarm"]["id"] for p in receiver.payloads}, 60, "every stored alarm delivered")
         assert receiver.invalid == 0
+        # identities after the restart: small ids start again, track_uids never repeat; the payloads name them
+        uids = wait_for(lambda: len(u := track_uids(url)) == 2 and all(u.values()) and u, 60, "tracks of both runs")
+        first, second = uids.values()
+        assert first.isdisjoint(second)
+        assert {p["alarm"]["track_uid"] for p in receiver.payloads} <= first | second
     finally:
         if proc.poll() is None:
             proc.send_signal(signal.SIGTERM)
@@ -236,6 +241,19 @@ def test_rtsp_camera_reconnects_and_alarms_survive_kill_9(gstreamer, tmp_path): 
         rtsp.kill()
         receiver.server.shutdown()
     assert proc.returncode == 0
+
+
+def track_uids(url: str) -> dict[int, set[str]]:
+    """run id → the track_uids stored for it."""
+    engine = make_engine(url)
+    try:
+        with engine.connect() as conn:
+            found: dict[int, set[str]] = {}
+            for row in conn.execute(select(tracks.c.run_id, tracks.c.track_uid)):
+                found.setdefault(row.run_id, set()).add(row.track_uid)
+            return found
+    finally:
+        engine.dispose()
 
 
 def alarm_ids(url: str) -> set[str]:
