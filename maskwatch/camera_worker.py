@@ -114,7 +114,8 @@ def run_camera(config: AppConfig, camera: LiveCameraConfig, out_dir: Path, link:
     live_dir = Path(config.service.live_dir) if Path(config.service.live_dir).is_absolute() else out_dir / config.service.live_dir
     live_dir.mkdir(parents=True, exist_ok=True)
     status_path, frame_path = live_dir / f"{safe_name(camera.name)}.json", live_dir / f"{safe_name(camera.name)}.jpg"
-    source = LiveSource(camera.source, loop=camera.loop, stall_s=camera.stall_s, backoff_max_s=camera.backoff_max_s)
+    source = LiveSource(camera.source, loop=camera.loop, stall_s=camera.stall_s, backoff_max_s=camera.backoff_max_s,
+                        rtsp_transport=camera.rtsp_transport)
     segmenter = RemoteSegmenter(link) if link is not None else build_segmenter(config.segmenter)
     url = store_url(config, out_dir)
     store = open_store(url, config)

@@ -47,6 +47,7 @@ class LiveCameraConfig(CameraConfig):
     fps: float = Field(15.0, gt=0, description="The most frames/s the worker processes (the newest frame each time); durations come from timestamps.")
     stall_s: float = Field(5.0, gt=0, description="No frame for this long counts as a failure: reconnect.")
     backoff_max_s: float = Field(30.0, gt=0, description="Longest wait between reconnection attempts.")
+    rtsp_transport: Literal["tcp", "udp"] = Field("tcp", description="RTSP media over the RTSP connection (tcp) or UDP ports (udp: fewer delays, but packets lost on busy links smear frames).")
 
 
 class ServiceSection(BaseModel):

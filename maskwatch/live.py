@@ -7,7 +7,10 @@ hand-over slot of size one: an unread frame is replaced (and counted as dropped)
 Cameras also go away (reboots, network blips, NVR restarts): every failure to open
 or read, and every stall, closes the capture and reopens it after an exponential
 backoff with jitter (so a site's cameras do not reconnect in lockstep), forever,
-until :meth:`LiveSource.stop`.
+until :meth:`LiveSource.stop`. A full open is expensive, so during the backoff a
+network camera is only probed (a TCP connect to its host and port); when a probe
+answers after one went unanswered, the camera is back and is reopened at once,
+so recovery does not wait out a long backoff.
 
 Credentials in camera URLs never leave this module in clear: :func:`redact_url`
 is applied to everything shown, logged or stored.
@@ -19,17 +22,20 @@ import os
 
 # Read by OpenCV's FFmpeg backend on every open; set before cv2 is imported, without overriding a user's choice.
 os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")  # FFmpeg's stderr chatter can echo the URL
-os.environ.setdefault("OPENCV_FFMPEG_CAPTURE_OPTIONS", "rtsp_transport;tcp")  # UDP loses packets: smeared frames
+os.environ.setdefault("OPENCV_FFMPEG_CAPTURE_OPTIONS", "")  # the user's options, for every camera; see _open_ffmpeg
 
 import enum
 import logging
 import random
+import socket
 import threading
 import time
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
+from typing import Literal
+from urllib.parse import urlsplit
 
 import cv2
 import numpy as np
@@ -38,8 +44,18 @@ from common import InputError, redact_url
 
 logger = logging.getLogger(__name__)
 
+if "OPENCV_LOG_LEVEL" not in os.environ:  # else the user asked for OpenCV's own lines
+    # OpenCV warns on stderr at every failed open ("backend ... can't be used to capture by name"),
+    # unredacted and once per attempt; our one log line per failure says it better.
+    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
+
+RtspTransport = Literal["tcp", "udp"]
+
 _RATE_WINDOW_S = 2.0  # fps figures are averaged over this long: smooth, yet they fall to 0 soon after a stall
 _DEFAULT_FILE_FPS = 25.0  # for a file that does not state its frame rate
+_PROBE_INTERVAL_S = 1.0  # during a backoff, how often a network camera is probed (a TCP connect: cheap for both ends)
+_DEFAULT_PORTS = {"rtsp": 554, "rtsps": 322, "http": 80, "https": 443}
+_OPEN_LOCK = threading.Lock()  # OPENCV_FFMPEG_CAPTURE_OPTIONS holds one camera's options from setting to reading
 
 
 @dataclass(frozen=True)
@@ -104,6 +120,38 @@ def _device_index(source: str | int) -> int | None:
     return int(source) if source.strip().isdigit() else None
 
 
+def _tcp_address(url: str) -> tuple[str, int] | None:
+    """(host, port) a network camera listens on, for the probe; None when the URL does not say."""
+    parts = urlsplit(url)
+    try:
+        port = parts.port or _DEFAULT_PORTS.get(parts.scheme.lower())
+    except ValueError:
+        return None
+    return (parts.hostname, port) if parts.hostname and port else None
+
+
+def _capture_options(user_options: str, rtsp_transport: RtspTransport) -> str:
+    """The user's FFmpeg options (``key;value|...``) with this camera's ``rtsp_transport`` in place of theirs."""
+    pairs = [p for p in user_options.split("|") if p and p.split(";", 1)[0] != "rtsp_transport"]
+    return "|".join([*pairs, f"rtsp_transport;{rtsp_transport}"])
+
+
+def _open_ffmpeg(url: str, params: list[int], options: str) -> cv2.VideoCapture:
+    """Open with these FFmpeg options, for this capture only.
+
+    OpenCV has no per-capture option for FFmpeg: it reads OPENCV_FFMPEG_CAPTURE_OPTIONS
+    inside each open, under a lock of its own that already serialises FFmpeg opens. So
+    the variable is set just for this open, under our lock, and put back afterwards.
+    """
+    with _OPEN_LOCK:
+        before = os.environ["OPENCV_FFMPEG_CAPTURE_OPTIONS"]
+        os.environ["OPENCV_FFMPEG_CAPTURE_OPTIONS"] = options
+        try:
+            return cv2.VideoCapture(url, cv2.CAP_FFMPEG, params)
+        finally:
+            os.environ["OPENCV_FFMPEG_CAPTURE_OPTIONS"] = before
+
+
 class LiveSource:
     """Frames from a camera (RTSP/HTTP URL, device index) or a local video file played like a camera.
 
@@ -122,6 +170,7 @@ class LiveSource:
         backoff_max_s: float = 30.0,
         jitter: float = 0.2,
         open_timeout_s: float = 10.0,
+        rtsp_transport: RtspTransport = "tcp",
     ) -> None:
         if stall_s <= 0 or open_timeout_s <= 0 or backoff_initial_s <= 0:
             raise InputError("stall_s, open_timeout_s and backoff_initial_s must be > 0")
@@ -129,12 +178,17 @@ class LiveSource:
             raise InputError(f"backoff_max_s ({backoff_max_s}) must be >= backoff_initial_s ({backoff_initial_s})")
         if not 0 <= jitter < 1:
             raise InputError(f"jitter must be in [0, 1), got {jitter}")
+        if rtsp_transport not in ("tcp", "udp"):
+            raise InputError(f"rtsp_transport must be tcp or udp, got {rtsp_transport!r}")
         self._source = source
         self._device = _device_index(source)
         self._shown = redact_url(str(source))
         self._is_file = self._device is None and "://" not in str(source)
         if self._is_file and not Path(source).is_file():
             raise InputError(f"live source not found: {self._shown} (not a URL, a device index or a video file)")
+        self._address = None if self._device is not None or self._is_file else _tcp_address(str(source))
+        # UDP loses packets on a busy network (smeared frames): TCP is the default
+        self._capture_options = _capture_options(os.environ["OPENCV_FFMPEG_CAPTURE_OPTIONS"], rtsp_transport)
         self.loop = loop
         self.stall_s = stall_s
         self.backoff_initial_s = backoff_initial_s
@@ -161,6 +215,7 @@ class LiveSource:
         self._delivered_at = float("-inf")  # monotonic time of the newest frame handed over (reader thread only)
         self._last_pts = float("-inf")  # pts of the newest frame handed over: pts never goes back
         self._file_origin = 0.0  # a file's pts at the start of the current pass (reader thread only)
+        self._answered: bool | None = None  # the last probe's answer; None: none since connected (reader thread)
 
     def __repr__(self) -> str:
         return f"LiveSource({self._shown!r})"
@@ -242,6 +297,7 @@ class LiveSource:
         while not self._stop.is_set():
             capture = self._open()
             if capture is not None:
+                self._answered = None
                 self._on_connected(reconnect=failing)
                 failing = False
                 try:
@@ -263,8 +319,10 @@ class LiveSource:
                 if got_frames:
                     backoff = self.backoff_initial_s  # a stream that worked starts the backoff over
             failing = True
-            self._wait(backoff)
-            backoff = min(self.backoff_max_s, backoff * 2)
+            if self._wait(backoff):
+                backoff = self.backoff_initial_s  # the camera is back: its failures start over
+            else:
+                backoff = min(self.backoff_max_s, backoff * 2)
 
     def _open(self) -> cv2.VideoCapture | None:
         """Open the source, or record why not; FFmpeg's own timeouts keep a dead host from hanging us."""
@@ -272,7 +330,7 @@ class LiveSource:
             if self._device is not None:
                 capture = cv2.VideoCapture(self._device)
             else:
-                capture = cv2.VideoCapture(str(self._source), cv2.CAP_FFMPEG, self._timeouts())
+                capture = _open_ffmpeg(str(self._source), self._timeouts(), self._capture_options)
         except cv2.error as exc:
             self._fail(f"cannot open {self._shown}: {exc}")
             return None
@@ -364,10 +422,36 @@ class LiveSource:
             self._last_error = line
         logger.log(logging.DEBUG if repeated else logging.WARNING, "%s", line)
 
-    def _wait(self, backoff: float) -> None:
-        """Sleep before the next attempt; jitter only shortens it, so the cap holds; stop() ends it at once."""
+    def _wait(self, backoff: float) -> bool:
+        """Wait before the next open, probing a network camera meanwhile; True when it came back early.
+
+        Jitter only shortens the wait, so the cap holds; stop() ends it at once. A probe
+        that answers ends it only after one went unanswered: a camera that answers yet
+        fails to open (wrong password, still booting) keeps its backoff, and the first
+        probe runs before ``backoff_s`` is published, so a camera killed then restarted
+        is always seen coming back.
+        """
         wait = backoff * (1.0 - self.jitter * random.random())
-        with self._cond:
-            self._backoff_s = wait
-        logger.debug("%s: next attempt in %.1f s", self._shown, wait)
-        self._stop.wait(wait)
+        deadline = time.monotonic() + wait
+        while True:
+            if self._address is not None:
+                answered, was = self._probe(), self._answered
+                self._answered = answered
+                if answered and was is False:
+                    logger.debug("%s: answers again; opening now", self._shown)
+                    return True
+            with self._cond:
+                if self._backoff_s != wait:
+                    self._backoff_s = wait
+                    logger.debug("%s: next attempt in %.1f s", self._shown, wait)
+            left = deadline - time.monotonic()
+            if left <= 0 or self._stop.wait(min(_PROBE_INTERVAL_S, left)):
+                return False
+
+    def _probe(self) -> bool:
+        """Whether the camera's host accepts a TCP connection on its port (a cheap sign it is back)."""
+        try:
+            with socket.create_connection(self._address, timeout=min(_PROBE_INTERVAL_S, self.open_timeout_s)):
+                return True
+        except OSError:
+            return False

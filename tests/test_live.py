@@ -9,12 +9,14 @@ need it skip, naming the packages, when GStreamer's RTSP server is not installed
 from __future__ import annotations
 
 import logging
+import os
 import select
 import signal
 import socket
 import statistics
 import subprocess
 import sys
+import textwrap
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -125,6 +127,22 @@ def sources() -> Iterator[Callable[..., LiveSource]]:
         source.stop()
 
 
+def udp_sockets() -> int:
+    """UDP sockets this process holds: RTSP over UDP opens an RTP and an RTCP port per stream, over TCP none."""
+    in_namespace = set()
+    for table in ("/proc/net/udp", "/proc/net/udp6"):
+        in_namespace |= {line.split()[9] for line in Path(table).read_text().splitlines()[1:]}
+    ours = set()
+    for fd in Path("/proc/self/fd").iterdir():
+        try:
+            target = os.readlink(fd)
+        except OSError:  # closed meanwhile
+            continue
+        if target.startswith("socket:["):
+            ours.add(target.removeprefix("socket:[").removesuffix("]"))
+    return len(ours & in_namespace)
+
+
 def first_frame(source: LiveSource, timeout: float = 10.0) -> LiveFrame:
     frame = source.read(timeout=timeout)
     assert frame is not None, f"no frame within {timeout} s: {source.state()}"
@@ -200,6 +218,82 @@ def test_reconnects_within_5s_of_the_camera_coming_back(
     state = source.state()
     assert state.connected and state.reconnects == 1 and state.backoff_s == 0
     assert state.last_error  # kept, so an operator sees why it was down
+
+
+def test_a_camera_back_after_a_long_outage_is_reopened_at_once(
+    camera: RtspCamera, sources: Callable[..., LiveSource], caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="maskwatch.live")
+    source = sources(camera.url(), backoff_initial_s=1, backoff_max_s=8, jitter=0)
+    first_frame(source)
+    camera.kill()
+    # full opens fail after waits of 1, 2 and 4 s; then the backoff is at its cap, and the camera is only probed
+    assert wait_until(lambda: source.state().backoff_s == 8, 20), source.state()
+    failed_opens = [r for r in caplog.records if r.getMessage().startswith("cannot open")]
+    assert len(failed_opens) == 3, [r.getMessage() for r in failed_opens]
+
+    camera.start()  # the next open of a plain backoff would come about 8 s from now
+    back = time.time()
+    frame = source.read(timeout=5)
+    while frame is not None and frame.ts < back:
+        frame = source.read(timeout=5)
+    assert frame is not None, f"no frame within 5 s of the camera's return: {source.state()}"
+    assert source.state().reconnects == 1
+    assert [r for r in caplog.records if r.getMessage().startswith("cannot open")] == failed_opens  # no open wasted
+
+
+def test_rtsp_transport_is_chosen_per_camera(camera: RtspCamera, sources: Callable[..., LiveSource]) -> None:
+    options = os.environ["OPENCV_FFMPEG_CAPTURE_OPTIONS"]
+    before = udp_sockets()
+    over_tcp = sources(camera.url())
+    first_frame(over_tcp)
+    assert udp_sockets() == before  # the default: RTP inside the RTSP connection
+    over_udp = sources(camera.url(), rtsp_transport="udp")  # the same process, at the same time
+    assert first_frame(over_udp).image.shape == (240, 320, 3)
+    assert udp_sockets() >= before + 2  # its RTP and RTCP ports
+    assert read_for(over_tcp, 0.5) and read_for(over_udp, 0.5)  # both keep delivering
+    over_udp.stop()
+    assert wait_until(lambda: udp_sockets() == before, 5)  # the UDP ports were the UDP camera's alone
+    assert over_tcp.state().connected and over_tcp.state().reconnects == 0
+    assert os.environ["OPENCV_FFMPEG_CAPTURE_OPTIONS"] == options  # set for each open only
+    with pytest.raises(InputError, match="rtsp_transport"):
+        LiveSource(camera.url(), rtsp_transport="http")
+
+
+QUIET_RECONNECTS = """
+import logging, sys, time
+from maskwatch.live import LiveSource
+
+
+class CountOpens(logging.Handler):
+    opens = 0
+
+    def emit(self, record):
+        self.opens += record.getMessage().startswith("cannot open")
+
+
+logging.basicConfig(format="%(levelname)s %(message)s")  # stderr: what an operator would see...
+logging.root.handlers[0].setLevel(logging.WARNING)
+counter = CountOpens()  # ...while every attempt is counted
+logging.getLogger("maskwatch.live").addHandler(counter)
+logging.getLogger("maskwatch.live").setLevel(logging.DEBUG)
+source = LiveSource(sys.argv[1], backoff_initial_s=0.05, backoff_max_s=0.1).start()
+deadline = time.monotonic() + 30
+while counter.opens < 5 and time.monotonic() < deadline:
+    time.sleep(0.05)
+source.stop()
+print(counter.opens)
+"""
+
+
+def test_failing_reconnects_write_one_log_line_and_no_opencv_warnings() -> None:
+    url = f"rtsp://{USER}:{PASSWORD}@127.0.0.1:{free_port()}/cam"
+    env = {k: v for k, v in os.environ.items() if k != "OPENCV_LOG_LEVEL"}
+    result = subprocess.run([sys.executable, "-c", textwrap.dedent(QUIET_RECONNECTS), url], cwd=REPO, env=env,
+                            capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert int(result.stdout) >= 5  # five failed opens...
+    assert result.stderr.splitlines() == [f"WARNING cannot open {redact_url(url)}"]  # ...and one line about them
 
 
 def test_frame_size_change_after_reconnect(camera: RtspCamera, sources: Callable[..., LiveSource]) -> None:
