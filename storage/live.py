@@ -56,6 +56,7 @@ class CameraStatus(BaseModel):
     unique: dict[str, int]  # class -> distinct objects this run
     line_counts: dict  # line -> class -> {"in": n, "out": n}, this run
     alarms: int
+    process: str | None = None  # process_key(pid) of the worker that wrote it: pids are reused, this is not
     worker_alive: bool | None = None
     worker_restarts: int | None = None
 
@@ -77,13 +78,32 @@ class CameraStatus(BaseModel):
         age = self.age_s(now)
         if self.worker_alive is False:
             return "worker down", f"worker process not running (restarts: {self.worker_restarts or 0})"
+        if not self.updated_ts:
+            return "stale", "no status yet from this worker"
         if age > stale_after_s:
             return "stale", f"no status for {age:.0f} s"
+        if self.ended:
+            return "disconnected", "the file has played to its end (loop: false)"
         if not self.connected:
-            return "disconnected", "the camera is not connected"
+            return "disconnected", "the camera is not connected" + (f": {self.last_error}" if self.last_error else "")
         if self.segmenter_error:
             return "not segmenting", f"frames skipped: {self.segmenter_error}"
+        if not self.frames:
+            return "not segmenting", "connected, no frame processed yet"
         return "live", f"updated {age:.1f} s ago"
+
+
+def process_key(pid: int) -> str | None:
+    """Which process ``pid`` is: boot, pid and start time (Linux ``/proc``); None when it has ended (a zombie too).
+
+    A pid alone may name a later process once its first has died; this key never does.
+    """
+    try:
+        boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()  # after "pid (command)"
+    except (OSError, IndexError):
+        return None
+    return None if fields[0] in ("Z", "X") else f"{boot}/{pid}/{fields[19]}"  # state, starttime (stat fields 3, 22)
 
 
 def write_atomic(path: Path, data: bytes) -> None:

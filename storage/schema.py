@@ -31,7 +31,7 @@ from sqlalchemy import (
 
 from analytics.records import SIZE_FIELDS
 
-RUN_STATUSES = ("running", "finished", "interrupted", "failed")
+RUN_STATUSES = ("running", "finished", "interrupted", "failed", "crashed")  # crashed: closed by the next opener (0003)
 DELIVERY_STATES = ("pending", "delivered", "dead")
 
 # SQLite only auto-increments a column declared exactly INTEGER PRIMARY KEY.
@@ -60,6 +60,7 @@ runs = Table(
     Column("frames", Integer),
     Column("status", String(16), nullable=False),
     Column("config_json", Text, nullable=False),
+    Column("owner", String(400)),  # the process writing a running run (storage.store); NULL before 0003
     CheckConstraint(f"status IN {RUN_STATUSES}", name="runs_status"),
 )
 

@@ -14,6 +14,9 @@ never stored without them nor they without it. :mod:`delivery.outbox` sends them
 from __future__ import annotations
 
 import json
+import logging
+import os
+import socket
 import time
 from collections.abc import Iterable
 from pathlib import Path
@@ -34,6 +37,7 @@ from analytics.records import (
     json_default,
 )
 from storage.engine import make_engine, open_engine
+from storage.live import process_key
 from storage.migrations import upgrade
 from storage.schema import (
     RUN_STATUSES,
@@ -41,11 +45,14 @@ from storage.schema import (
     cameras,
     counts,
     counts_hourly,
+    events,
     metadata,
     observations,
     runs,
     tracks,
 )
+
+log = logging.getLogger(__name__)
 
 # Plain inserts, in flush order: alarms reference events and deliveries alarms, so they go first.
 _INSERTED = ("observations", "events", "alarms", "deliveries", "counts")
@@ -100,6 +107,27 @@ def rebuild_hourly_counts(url: str) -> int:
             return conn.execute(select(func.count()).select_from(counts_hourly)).scalar_one()
     finally:
         engine.dispose()
+
+
+def _owner() -> str:
+    """This process as the owner of the runs it writes: its host and :func:`storage.live.process_key`."""
+    return f"{socket.gethostname()} {process_key(os.getpid())}"
+
+
+def _owner_alive(owner: str | None) -> bool:
+    """Whether the process that started a running run may still write it.
+
+    Only processes of this host can be looked at: another host's are presumed
+    alive, to be closed by that host. A run without an owner was started before
+    owners were recorded (revision 0003), by a maskwatch since upgraded.
+    """
+    if owner is None:
+        return False
+    host, _, key = owner.rpartition(" ")
+    parts = key.split("/")
+    if host != socket.gethostname() or len(parts) != 3:  # elsewhere, or written where /proc could not tell
+        return True
+    return process_key(int(parts[1])) == key
 
 
 def _dialect_insert(engine: Engine, table: Table) -> postgresql.Insert | sqlite.Insert:
@@ -222,7 +250,11 @@ class Store:
     def start_run(
         self, camera: str, source: str, *, segmenter: str, unit: str, started_ts: float, config: dict | None = None
     ) -> int:
-        """Register a run of ``camera`` (created if new; its unit follows the latest run) and return its id."""
+        """Register a run of ``camera`` (created if new; its unit follows the latest run) and return its id.
+
+        The camera's runs left ``running`` by a process that died are closed first (:meth:`close_stale_runs`).
+        """
+        self.close_stale_runs(camera)
         upsert = _dialect_insert(self.engine, cameras).values(name=camera, unit=unit, created_ts=started_ts)
         upsert = upsert.on_conflict_do_update(index_elements=["name"], set_={"unit": upsert.excluded.unit})
         with self.engine.begin() as conn:
@@ -230,10 +262,35 @@ class Store:
             run_id = conn.execute(
                 runs.insert().returning(runs.c.id),
                 {"camera_id": camera_id, "source": source, "segmenter": segmenter, "started_ts": started_ts,
-                 "status": "running", "config_json": json.dumps(config or {}, default=json_default)},
+                 "status": "running", "config_json": json.dumps(config or {}, default=json_default), "owner": _owner()},
             ).scalar_one()  # fmt: skip
         self._runs[run_id] = (camera_id, camera)
         return run_id
+
+    def close_stale_runs(self, camera: str) -> list[int]:
+        """Close ``camera``'s runs whose process died without closing them (killed, power cut) as ``crashed``.
+
+        Each ends at its last write (its latest observation, event, alarm, count or
+        track), else where it started. Runs of live processes are left to them.
+        Returns the ids closed.
+        """
+        with self.engine.connect() as conn:
+            stale = [row for row in conn.execute(
+                select(runs.c.id, runs.c.camera_id, runs.c.started_ts, runs.c.owner).join(cameras)
+                .where(cameras.c.name == camera, runs.c.status == "running")
+            ) if not _owner_alive(row.owner)]  # fmt: skip
+        closed = []
+        for run in stale:
+            last = [select(func.max(t.c.ts)).where(t.c.camera_id == run.camera_id, t.c.run_id == run.id)
+                    for t in (observations, events, alarms, counts)]  # fmt: skip
+            last.append(select(func.max(tracks.c.last_ts)).where(tracks.c.run_id == run.id))
+            with self.engine.begin() as conn:
+                ended = max([run.started_ts, *(ts for ts in map(conn.scalar, last) if ts is not None)])
+                stmt = update(runs).where(runs.c.id == run.id, runs.c.status == "running").values(status="crashed", ended_ts=ended)
+                if conn.execute(stmt).rowcount == 1:  # not closed by another process meanwhile
+                    closed.append(run.id)
+                    log.warning("camera %s: run %d was left running by a process that died; closed as crashed", camera, run.id)
+        return closed
 
     def _camera_of(self, run_id: int) -> tuple[int, str]:
         """(camera id, camera name) of a run, also for runs started by another process."""

@@ -12,6 +12,8 @@ import json
 import logging
 import math
 import multiprocessing as mp
+import os
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -55,6 +57,7 @@ from storage.export import (
     unique_counts,
 )
 from storage.geometry import load_geometry, save_geometry
+from storage.live import process_key
 from storage.migrations import head, revision, upgrade
 from storage.schema import alarms, cameras, counts, events, metadata, observations, runs, tracks
 from storage.store import Store
@@ -627,3 +630,45 @@ def test_processes_opening_a_new_store_together_all_succeed(store_url: str) -> N
         process.join(120)
     assert [p.exitcode for p in processes] == [0, 0, 0, 0]
     assert store_revision(store_url) == head() and schema_differences(store_url) == []
+
+
+def _start_runs_and_die(url: str) -> None:
+    """A writer killed mid-run: runs of two cameras started, one batch flushed, never ended."""
+    store = Store(url, batch_frames=100, batch_seconds=NEVER)
+    gate = store.start_run("gate", "rtsp://gate", segmenter="motion", unit="mm", started_ts=T0)
+    store.start_run("dock", "rtsp://dock", segmenter="motion", unit="mm", started_ts=T0)
+    store.write(gate, observations=[obs(150, T0 + 5)], events=[EventRecord("zone_enter", "gate", T0 + 6, 180, 6.0)],
+                tracks=[TrackRecord(1, uid(1), "bottle", T0 + 1, T0 + 7, 30, 210, 20, "mm")])
+    store.flush()
+    os._exit(0)  # no end_run, no close: as after kill -9 or a power cut
+
+
+def test_runs_left_running_by_a_dead_process_are_closed_as_crashed_at_their_last_write(store_url: str) -> None:
+    """Only the camera's own runs whose process is gone: not a live process's, another host's or another camera's."""
+    writer = mp.get_context("spawn").Process(target=_start_runs_and_die, args=(store_url,))
+    writer.start()
+    writer.join(120)
+    assert writer.exitcode == 0
+    with Store(store_url) as live:  # a process still writing its run of the camera (this one)
+        mine = live.start_run("gate", "v.mp4", segmenter="motion", unit="mm", started_ts=T0 + 20)
+        others = {}
+        for name, owner in (("legacy", None), ("elsewhere", f"other-host {uuid.uuid4()}/{os.getpid()}/1"),
+                            ("reused pid", f"{socket.gethostname()} {process_key(os.getpid()).rsplit('/', 1)[0]}/1")):
+            others[name] = live.start_run("gate", "v.mp4", segmenter="motion", unit="mm", started_ts=T0 + 30)
+            with live.engine.begin() as conn:
+                conn.execute(runs.update().where(runs.c.id == others[name]).values(owner=owner))
+        with Store(store_url) as store:
+            run = store.start_run("gate", "v.mp4", segmenter="motion", unit="mm", started_ts=T0 + 60)
+        rows = {r.id: r for r in fetch(store_url, select(runs.c.id, runs.c.status, runs.c.ended_ts, cameras.c.name).join(cameras))}
+        dead = {r.name: r for r in rows.values() if r.id < mine}  # the killed writer's
+        crashed, dock = dead["gate"], dead["dock"]
+        assert (crashed.status, crashed.ended_ts) == ("crashed", T0 + 7)  # the track's last_ts: its latest write
+        assert dock.status == "running"  # another camera's: closed when that camera starts a run
+        assert rows[mine].status == "running" and rows[run].status == "running"
+        assert rows[others["elsewhere"]].status == "running"
+        assert [(rows[others[n]].status, rows[others[n]].ended_ts) for n in ("legacy", "reused pid")] == [("crashed", T0 + 30)] * 2
+        with Store(store_url) as store:
+            assert store.close_stale_runs("dock") == [dock.id] and store.close_stale_runs("dock") == []
+    with pytest.raises(IntegrityError):  # the constraint still holds after it learnt "crashed"
+        with make_engine(store_url).begin() as conn:
+            conn.execute(runs.update().where(runs.c.id == mine).values(status="lost"))

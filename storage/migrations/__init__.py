@@ -1,8 +1,8 @@
 """Schema migrations with Alembic: every store is brought to the newest revision when it is opened.
 
 Revisions are the files in ``versions/`` (``0001``: the schema before migrations,
-``0002``: track uids); :mod:`storage.schema` is what they add up to, and
-tests/test_store.py compares the two. Nothing reads an ``alembic.ini``:
+``0002``: track uids, ``0003``: run owners and ``crashed``); :mod:`storage.schema`
+is what they add up to, and tests/test_store.py compares the two. Nothing reads an ``alembic.ini``:
 :func:`upgrade` configures Alembic itself, so an installed package migrates its
 stores on its own. A new revision is a file in ``versions/`` with ``revision``,
 ``down_revision`` and ``upgrade()`` (forward only), plus the same change in
