@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import json
-import multiprocessing as mp
-import os
 import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 from analytics.analyzer import Analyzer
 from analytics.config import CameraConfig
 from maskwatch.cli import app
-from maskwatch.config import AppConfig, LiveCameraConfig
+from maskwatch.config import AppConfig
 from maskwatch.engine import Engine, Sink, mask_tracker
 from maskwatch.pipeline import run_pipeline
 from maskwatch.sources import Frame
@@ -62,34 +62,39 @@ def dwell_delays(url: str) -> list[tuple[float, float]]:
     return delays
 
 
-def _camera_process(config: dict, camera: dict, out: str) -> None:
-    from maskwatch.camera_worker import run_camera
-
-    run_camera(AppConfig.model_validate(config), LiveCameraConfig.model_validate(camera), Path(out))
+WORKER = """
+import json, sys
+from pathlib import Path
+from maskwatch.camera_worker import run_camera
+from maskwatch.config import AppConfig, LiveCameraConfig
+config, camera, out = json.loads(Path(sys.argv[1]).read_text())
+run_camera(AppConfig.model_validate(config), LiveCameraConfig.model_validate(camera), Path(out))
+"""
 
 
 def run_live(tmp_path: Path, video: Path, config: dict, fps: float) -> None:
     """The clip through the live camera worker (its own process, as under serve) until the file has played."""
     camera = {**config["camera"], "source": str(video), "fps": fps}
     out = tmp_path / "live-out"
-    process = mp.get_context("spawn").Process(target=_camera_process, args=(config, camera, str(out)))
-    process.start()
+    args = tmp_path / "worker.json"
+    args.write_text(json.dumps([config, camera, str(out)]))
+    process = subprocess.Popen([sys.executable, "-c", WORKER, str(args)], cwd=Path(__file__).resolve().parents[1],
+                               stderr=subprocess.PIPE, text=True)
     status = out / "live" / "demo-belt.json"
+    ended, deadline = False, time.monotonic() + 300
     try:
-        deadline = time.monotonic() + 300
-        while time.monotonic() < deadline and process.is_alive():
+        while not ended and time.monotonic() < deadline and process.poll() is None:
             try:
-                if json.loads(status.read_text()).get("ended"):
-                    break
+                ended = json.loads(status.read_text()).get("ended")
             except (OSError, ValueError):
                 pass
             time.sleep(0.2)
-        else:
-            pytest.fail("the live worker did not play the clip to its end")
     finally:
-        os.kill(process.pid, signal.SIGTERM)
-        process.join(60)
-    assert process.exitcode == 0
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+        _, stderr = process.communicate(timeout=60)
+    assert ended, f"the live worker did not play the clip to its end: {stderr[-2000:]}"
+    assert process.returncode == 0, stderr[-2000:]
 
 
 @pytest.mark.parametrize("mode", ["run", "live full rate", "live one frame in three"])
