@@ -44,8 +44,9 @@ from delivery.outbox import DeliveryResult, SnapshotMode
 log = logging.getLogger(__name__)
 
 ONLINE, OFFLINE = "online", "offline"
-# Reconnect backoff (s): doubles from the first to the cap while the broker stays away.
-RECONNECT_MIN_S, RECONNECT_MAX_S = 1, 30
+# Reconnect backoff (s): doubles from the first to the cap while the broker stays away. A short cap, so
+# alarms flow again within seconds of the broker's return; an attempt costs the broker one refused connect.
+RECONNECT_MIN_S, RECONNECT_MAX_S = 1, 5
 
 
 class MqttConfig(BaseModel):
@@ -238,6 +239,10 @@ class MqttChannel:
         if not self.publisher.publish(topic, payload, qos=self.publisher.config.qos, timeout=self.timeout):
             return DeliveryResult(ok=False, error=f"no PUBACK from {self._broker} for {topic} within {self.timeout} s")
         return DeliveryResult(ok=True, response=f"acknowledged on {topic}")
+
+    def probe(self) -> bool:
+        """Connected to the broker: paho reconnects in the background, this only asks whether it has."""
+        return self.publisher.connected
 
     @property
     def _broker(self) -> str:

@@ -6,9 +6,9 @@ same row. All state lives in the database, so a sender killed at any moment lose
 nothing: a delivery in flight is still ``pending`` and goes out again after a restart.
 Delivery is therefore *at least once*; receivers dedupe on ``webhook-id``.
 
-A channel is anything with a ``name``, a ``snapshot`` mode and a ``deliver`` method
-(:class:`Channel`): :class:`WebhookChannel` here, MQTT in :mod:`delivery.mqtt`.
-Both send the same :func:`alarm_payload`.
+A channel is anything with a ``name``, a ``snapshot`` mode, a ``deliver`` and a
+``probe`` method (:class:`Channel`): :class:`WebhookChannel` here, MQTT in
+:mod:`delivery.mqtt`. Both send the same :func:`alarm_payload`.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ import math
 import random
 import threading
 import time
+from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,6 +47,7 @@ log = logging.getLogger(__name__)
 SnapshotMode = Literal["url", "base64", "none"]
 RESPONSE_LIMIT = 2048  # characters of a dead-lettered response kept in ``deliveries.response``
 SECRET_PREFIX = "whsec_"
+PROBE_TIMEOUT_S = 2.0  # a webhook probe's longest wait: it runs in the sender's loop, ahead of other channels
 
 
 class _Strict(BaseModel):
@@ -122,6 +124,9 @@ class DeliveryConfig(_Strict):
     max_age_s: float = Field(86400.0, gt=0, description="Give up on deliveries older than this (from the alarm write).")
     backoff: BackoffConfig = Field(default_factory=BackoffConfig)
     batch: int = Field(100, ge=1, description="Most deliveries attempted per Sender.run_once pass.")
+    probe_s: float = Field(
+        5.0, gt=0, description="While a channel backs off, how often to check whether its receiver answers again."
+    )
     idle_s: float = Field(0.5, gt=0, description="Sleep of Sender.run when nothing is due.")
 
     @model_validator(mode="after")
@@ -160,12 +165,16 @@ class Channel(Protocol):
     ``message_id`` is stable across retries of one delivery (the alarm id) so a
     receiver can dedupe; ``timestamp`` is the attempt's unix time in seconds.
     ``snapshot`` tells the Sender how to put the event snapshot in the payload.
+    ``probe`` tells cheaply, without sending an alarm, whether the receiver answers
+    at all; the Sender asks while the channel backs off, to resume it once it is back.
     """
 
     name: str
     snapshot: SnapshotMode
 
     def deliver(self, payload: bytes, message_id: str, timestamp: int) -> DeliveryResult: ...
+
+    def probe(self) -> bool: ...
 
 
 class RateLimiter:
@@ -264,6 +273,16 @@ class WebhookChannel:
             return DeliveryResult(False, error=f"{type(exc).__name__}: {exc}")
         return classify(response)
 
+    def probe(self) -> bool:
+        """A HEAD to the URL, within the rate limit: any answer counts but 502-504 (a gateway without its backend)."""
+        self._limiter.acquire()
+        timeout = min(self.config.timeout_s, PROBE_TIMEOUT_S)
+        try:
+            response = self._client.head(str(self.config.url), headers=self.config.headers, timeout=timeout)
+        except httpx.TransportError:
+            return False
+        return response.status_code not in (502, 503, 504)
+
     def close(self) -> None:
         self._client.close()
 
@@ -346,7 +365,10 @@ class Sender:
 
     A channel that fails with a retryable error is paused (its own exponential backoff,
     or Retry-After) so one dead receiver costs one timeout per backoff, not one per
-    queued alarm, and the other channels keep flowing. Rows for a channel name this
+    queued alarm, and the other channels keep flowing. Meanwhile it is probed every
+    ``probe_s`` (:meth:`Channel.probe`, no alarm sent): when a probe answers after one
+    did not, the receiver is back, and the channel and its waiting deliveries are due
+    at once instead of after a backoff of minutes. Rows for a channel name this
     sender does not have stay pending, marked in ``last_error``: one sender should hold
     every channel (webhooks and MQTT).
     """
@@ -361,7 +383,11 @@ class Sender:
         self._locks = self.engine.dialect.name == "postgresql"
         self._paused: dict[str, float] = {}  # channel -> paused until (scheduling clock)
         self._failures: dict[str, int] = {}  # channel -> consecutive retryable failures
+        self._probe_at: dict[str, float] = {}  # paused channel -> its next probe (scheduling clock)
+        self._silent: set[str] = set()  # paused channels a probe found not answering
         self._warned: set[str] = set()
+        self._attempts: Counter[tuple[str, str]] = Counter()  # (channel, outcome) -> attempts, for metrics
+        self._attempts_lock = threading.Lock()  # the sender thread counts, a metrics scrape reads
 
     def __enter__(self) -> Self:
         return self
@@ -391,7 +417,9 @@ class Sender:
         uses the wall clock. The ``webhook-timestamp`` is always the wall clock:
         receivers reject stale ones.
         """
-        self._mark_unconfigured(time.time() if now is None else now)
+        clock = time.time() if now is None else now
+        self._mark_unconfigured(clock)
+        self._probe_paused(clock)
         attempted = 0
         while attempted < self.config.batch and self._attempt_next(now):
             attempted += 1
@@ -412,6 +440,50 @@ class Sender:
                 if name not in self._warned:
                     self._warned.add(name)
                     log.warning("alarm deliveries to %r wait: %s", name, error)
+
+    def attempt_counts(self) -> dict[tuple[str, str], int]:
+        """Attempts made by this sender per (channel, outcome): ``delivered``, ``retry`` or ``dead``."""
+        with self._attempts_lock:
+            return dict(self._attempts)
+
+    def outbox_counts(self) -> dict[tuple[str, str], int]:
+        """Deliveries in the outbox per (channel, state): ``pending``, ``delivered`` or ``dead``."""
+        d = deliveries.c
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(d.channel, d.state, func.count()).group_by(d.channel, d.state)).all()
+        return {(channel, state): n for channel, state, n in rows}
+
+    def _probe_paused(self, clock: float) -> None:
+        """Probe each backing-off channel every ``probe_s``; one answering after a silent probe resumes at once.
+
+        Only that change counts: a receiver that answers yet fails deliveries (a 500, a
+        missing PUBACK) keeps its backoff rather than getting an attempt per probe.
+        """
+        for name, until in list(self._paused.items()):
+            if until <= clock or self._probe_at.get(name, math.inf) > clock:
+                continue
+            self._probe_at[name] = clock + self.config.probe_s
+            try:
+                answers = self.channels[name].probe()
+            except Exception:  # a broken channel must not stop the others
+                log.exception("channel %r failed its probe", name)
+                answers = False
+            if not answers:
+                self._silent.add(name)
+            elif name in self._silent:
+                self._resume(name, clock)
+
+    def _resume(self, name: str, clock: float) -> None:
+        """The channel's receiver answers again: end its pause and make its waiting deliveries due now."""
+        for state in (self._paused, self._failures, self._probe_at):
+            state.pop(name, None)
+        self._silent.discard(name)
+        d = deliveries.c
+        waiting = (d.channel == name) & (d.state == "pending") & (d.next_attempt_ts > clock)
+        with self.engine.connect() as conn:
+            moved = conn.execute(update(deliveries).where(waiting).values(next_attempt_ts=clock)).rowcount
+            conn.commit()
+        log.info("alarm channel %r answers again; %d waiting deliveries are due now", name, moved)
 
     def _attempt_next(self, now: float | None) -> bool:
         """Claim, deliver and record the oldest due delivery of a ready channel; False when there is none."""
@@ -437,8 +509,12 @@ class Sender:
             except Exception as exc:  # a broken channel must not stop the others; the row is retried
                 log.exception("channel %r failed on alarm %s", row.channel, row.alarm_id)
                 result = DeliveryResult(False, error=f"{type(exc).__name__}: {exc}")
-            conn.execute(update(deliveries).where(deliveries.c.id == row.id).values(**self._outcome(row, result, now)))
+            values = self._outcome(row, result, now)
+            conn.execute(update(deliveries).where(deliveries.c.id == row.id).values(**values))
             conn.commit()
+        outcome = {"delivered": "delivered", "dead": "dead"}.get(values.get("state"), "retry")
+        with self._attempts_lock:
+            self._attempts[row.channel, outcome] += 1
         return True
 
     def _payload(self, conn: Connection, row: Row) -> bytes:
@@ -457,14 +533,16 @@ class Sender:
         attempts = row.attempts + 1
         values: dict[str, Any] = {"attempts": attempts, "last_status": result.status, "last_error": result.error}
         if result.ok or result.permanent:
-            self._failures.pop(row.channel, None)
-            self._paused.pop(row.channel, None)
+            for state in (self._paused, self._failures, self._probe_at):
+                state.pop(row.channel, None)
+            self._silent.discard(row.channel)
             if result.ok:
                 return values | {"state": "delivered", "delivered_ts": done}
             return values | {"state": "dead", "response": result.response}
         failures = self._failures[row.channel] = self._failures.get(row.channel, 0) + 1
         wait = result.retry_after_s or 0.0
         self._paused[row.channel] = done + max(self.config.backoff.delay(failures), wait)
+        self._probe_at[row.channel] = done + wait  # probe at once (Retry-After permitting): is it away or failing?
         age = done - row.created_ts
         if (self.config.max_attempts and attempts >= self.config.max_attempts) or age >= self.config.max_age_s:
             error = f"gave up after {attempts} attempts in {age:.0f} s: {result.error}"

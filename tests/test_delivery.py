@@ -28,6 +28,7 @@ from pathlib import Path
 import httpx
 import pandas as pd
 import pytest
+from prometheus_client import CollectorRegistry, generate_latest
 from pydantic import ValidationError
 from sqlalchemy import event as sa_event
 from sqlalchemy import func, inspect, select
@@ -35,6 +36,7 @@ from standardwebhooks import Webhook
 from standardwebhooks.webhooks import WebhookVerificationError
 
 from analytics.records import EVENT_COLUMNS, AlarmRecord, EventRecord
+from delivery.metrics import DeliveryCollector
 from delivery.outbox import (
     BackoffConfig,
     DeliveryConfig,
@@ -363,6 +365,79 @@ def test_connection_refused_until_the_receiver_comes_up(store_url: str) -> None:
             late.close()
     assert list(late.attempts().items()) == [(alarm.id, 1)] and late.hits[0].verified
     assert by_alarm(store_url).loc[alarm.id, "attempts"] == 2
+
+
+def test_a_receiver_back_gets_its_backlog_within_seconds_not_after_the_backoff(store_url: str) -> None:
+    port = free_port()
+    sent = write_alarms(store_url, 3)
+    config = delivery_config(f"http://127.0.0.1:{port}/hooks/alarm", probe_s=0.2,
+                             backoff={"initial_s": 120, "max_s": 300, "jitter": 0})  # fmt: skip
+    stop = threading.Event()
+    with WebhookChannel(config.webhooks[0]) as channel, Sender(store_url, {"ops": channel}, config) as sender:
+        loop = threading.Thread(target=sender.run, args=(stop,))
+        loop.start()
+        try:
+            deadline = time.monotonic() + 10
+            while outbox_status(store_url).attempts.sum() == 0 and time.monotonic() < deadline:
+                time.sleep(0.02)
+            assert outbox_status(store_url).attempts.sum() == 1  # refused: the channel waits 120 s
+            late = Receiver(port=port)  # the receiver is back
+            deadline = time.monotonic() + 15
+            while pending_count(store_url) and time.monotonic() < deadline:
+                time.sleep(0.05)
+        finally:
+            stop.set()
+            loop.join()
+    late.close()
+    assert pending_count(store_url) == 0, outbox_status(store_url)
+    assert late.attempts() == {a.id: 1 for a in sent}  # each once: the backlog was not tried while it was away
+    assert list(by_alarm(store_url).loc[[a.id for a in sent], "attempts"]) == [2, 1, 1]
+
+
+def test_a_receiver_that_answers_but_fails_keeps_its_backoff(store_url: str, receiver: Receiver) -> None:
+    (alarm,) = write_alarms(store_url, 1)
+    receiver.plan = {alarm.id: [Reply(503)]}  # up (its probes are answered), yet failing deliveries
+    config = delivery_config(receiver.url, probe_s=5, backoff={"initial_s": 60, "max_s": 300, "jitter": 0})
+    now = outbox_status(store_url).created_ts.max()
+    with WebhookChannel(config.webhooks[0]) as channel, Sender(store_url, {"ops": channel}, config) as sender:
+        assert sender.run_once(now=now) == 1
+        for later in range(5, 60, 5):
+            assert sender.run_once(now=now + later) == 0  # probed, not sent again
+        assert sender.run_once(now=now + 60) == 1
+    assert receiver.attempts() == {alarm.id: 2}
+
+
+def test_delivery_metrics_after_real_deliveries(store_url: str, receiver: Receiver) -> None:
+    ok, flaky, bad = write_alarms(store_url, 3)
+    (waiting,) = write_alarms(store_url, 1, channels=("pager",), camera="dock")  # no sender has a 'pager'
+    receiver.plan = {flaky.id: [Reply(503)], bad.id: [Reply(400)]}
+    config = delivery_config(receiver.url)
+    registry = CollectorRegistry()
+    with WebhookChannel(config.webhooks[0]) as channel, Sender(store_url, {"ops": channel}, config) as sender:
+        registry.register(DeliveryCollector(sender))
+        assert registry.get_sample_value("maskwatch_delivery_backlog", {"channel": "ops"}) == 3
+        deadline = time.monotonic() + 20
+        while pending_count(store_url) > 1 and time.monotonic() < deadline:
+            if not sender.run_once():
+                time.sleep(0.02)
+
+        def value(name: str, **labels: str) -> float | None:
+            return registry.get_sample_value(name, labels)
+
+        attempts = "maskwatch_delivery_attempts_total"
+        assert value(attempts, channel="ops", outcome="delivered") == 2  # ok, and flaky on its retry
+        assert value(attempts, channel="ops", outcome="retry") == 1
+        assert value(attempts, channel="ops", outcome="dead") == 1
+        assert value(attempts, channel="pager", outcome="retry") is None  # never attempted
+        assert value("maskwatch_delivery_backlog", channel="ops") == 0
+        assert value("maskwatch_delivery_backlog", channel="pager") == 1
+        assert value("maskwatch_delivery_dead_letters", channel="ops") == 1
+        assert value("maskwatch_delivery_dead_letters", channel="pager") == 0
+        assert value("maskwatch_mqtt_connected") is None  # no MQTT configured
+        text = generate_latest(registry).decode()
+    assert '\nmaskwatch_delivery_attempts_total{channel="ops",outcome="delivered"} 2.0\n' in text
+    assert "# TYPE maskwatch_delivery_backlog gauge" in text and SECRET not in text
+    assert receiver.attempts() == {ok.id: 1, flaky.id: 2, bad.id: 1}
 
 
 def test_a_channel_without_configuration_keeps_its_deliveries(

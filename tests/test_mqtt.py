@@ -23,10 +23,12 @@ from pathlib import Path
 import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
+from prometheus_client import CollectorRegistry
 from pydantic import ValidationError
 from sqlalchemy import select
 
 from analytics.records import AlarmRecord, EventRecord
+from delivery.metrics import DeliveryCollector
 from delivery.mqtt import MqttChannel, MqttConfig, MqttPublisher
 from delivery.outbox import DeliveryConfig, Sender, alarm_payload
 from storage.schema import deliveries
@@ -82,6 +84,58 @@ class Subscriber:
     def close(self) -> None:
         self.client.disconnect()
         self.client.loop_stop()
+
+
+class BrokerRelay:
+    """The broker behind a loopback TCP relay that the test cuts and restores, as a broker restart looks to a client."""
+
+    def __init__(self) -> None:
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            self.port = probe.getsockname()[1]
+        self.relayed: list[socket.socket] = []
+        self.listener: socket.socket | None = None
+        self.up()
+
+    def up(self) -> None:
+        self.listener = socket.create_server(("127.0.0.1", self.port))
+        threading.Thread(target=self._accept, args=(self.listener,), daemon=True).start()
+
+    def down(self) -> None:
+        """Refuse new connections and cut the open ones."""
+        for sock in [self.listener, *self.relayed]:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)  # also wakes a blocked accept()
+            except OSError:
+                pass
+            sock.close()
+        self.relayed.clear()
+
+    def _accept(self, listener: socket.socket) -> None:
+        while True:
+            try:
+                client, _ = listener.accept()
+            except OSError:  # down()
+                return
+            broker = socket.create_connection(BROKER)
+            self.relayed += [client, broker]
+            for source, sink in ((client, broker), (broker, client)):
+                threading.Thread(target=self._pump, args=(source, sink), daemon=True).start()
+
+    @staticmethod
+    def _pump(source: socket.socket, sink: socket.socket) -> None:
+        try:
+            while data := source.recv(65536):
+                sink.sendall(data)
+        except OSError:
+            pass
+
+
+def _wait_until(condition, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and not condition():
+        time.sleep(0.02)
+    return condition()
 
 
 @pytest.fixture
@@ -165,6 +219,48 @@ def test_an_alarm_in_the_outbox_reaches_the_broker_through_the_sender(
     assert state == "delivered"
     assert (body["alarm"]["id"], body["event"]["id"], body["event"]["zone"]) == (alarm.id, event.id, "gate")
     assert body["alarm"]["track_uid"] == body["event"]["track_uid"] == uid and body["alarm"]["track_id"] == 2
+
+
+def test_alarms_flow_again_within_seconds_of_the_broker_coming_back(prefix: str, tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'store.db'}"
+    event = EventRecord(kind="zone_enter", camera="belt", ts=1795771588.0, frame=3, pts=0.1, track_id=2,
+                        track_uid="0123456789abcdef0123456789abcdef", zone="gate")  # fmt: skip
+    alarm = AlarmRecord(event.id, "intrusion", "critical", "belt", event.ts, 2, event.track_uid, channels=("mqtt",))
+    with Store(url) as store:
+        run = store.start_run("belt", "belt.mp4", segmenter="motion", unit="px", started_ts=event.ts)
+        store.write(run, events=[event], alarms=[alarm])
+    relay = BrokerRelay()
+    publisher = MqttPublisher(_config(prefix, port=relay.port))
+    config = DeliveryConfig(probe_s=0.2, idle_s=0.05, backoff={"initial_s": 120, "max_s": 300, "jitter": 0})
+    sender = Sender(url, {"mqtt": MqttChannel(publisher, timeout=2)}, config)
+    registry = CollectorRegistry()
+    registry.register(DeliveryCollector(sender, publisher))
+    subscriber = Subscriber(f"{prefix}/belt/alarm")  # straight to the broker
+    stop = threading.Event()
+    loop = threading.Thread(target=sender.run, args=(stop,))
+    try:
+        assert publisher.connect(timeout=5)
+        assert registry.get_sample_value("maskwatch_mqtt_connected") == 1
+        relay.down()  # the broker goes away
+        assert _wait_until(lambda: not publisher.connected, 10)
+        assert registry.get_sample_value("maskwatch_mqtt_connected") == 0
+        assert sender.run_once() == 1  # not connected: the channel now waits 120 s
+        relay.up()
+        loop.start()
+        message = subscriber.next(f"{prefix}/belt/alarm", timeout=20)
+        assert _wait_until(lambda: sender.outbox_counts() == {("mqtt", "delivered"): 1}, 5)
+    finally:
+        stop.set()
+        if loop.is_alive():
+            loop.join()
+        sender.close()
+        subscriber.close()
+        publisher.close()
+        relay.down()
+    assert json.loads(message.payload)["alarm"]["id"] == alarm.id
+    assert registry.get_sample_value("maskwatch_mqtt_connected") == 0  # closed
+    assert sender.attempt_counts() == {("mqtt", "retry"): 1, ("mqtt", "delivered"): 1}
+    assert registry.get_sample_value("maskwatch_delivery_attempts_total", {"channel": "mqtt", "outcome": "retry"}) == 1
 
 
 def test_counts_are_retained_so_a_late_subscriber_sees_the_latest(prefix: str, publisher: MqttPublisher) -> None:
