@@ -123,7 +123,7 @@ def run_camera(config: AppConfig, camera: LiveCameraConfig, out_dir: Path, link:
     engine = Engine(segmenter, mask_tracker(config.tracker), lambda: build_analyzer(config, view.camera, out_dir), [view],
                     backfill_frames=config.tracker.min_hits)
     run_id = store.start_run(camera.name, redact_url(str(camera.source)), segmenter=config.segmenter.name,
-                             unit=engine.analyzer.calibration.unit, started_ts=time.time(), config=config.model_dump(mode="json"))
+                             unit=engine.analyzer.calibration.unit, started_ts=time.time(), config=config.redacted())
     engine.sinks.append(StoreSink(store, run_id))
     pacer = Pacer(camera.fps)
     segmenter_error: str | None = None

@@ -14,7 +14,7 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
-from common import InputError
+from common import InputError, redact_url
 
 app = typer.Typer(
     add_completion=False,
@@ -154,13 +154,12 @@ def serve(
     out: Path = typer.Option(Path("serve-out"), "--out", "-o", help="Folder for the store, snapshots and live files."),
 ) -> None:
     """Run every configured camera continuously, deliver alarms, serve /healthz and /metrics."""
-    import logging
-
+    from common import log_redacted
     from maskwatch.config import load_config
     from maskwatch.serve import serve as run_service
 
     cfg = load_config(config)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    log_redacted("%(asctime)s %(name)s %(levelname)s %(message)s")
     raise typer.Exit(run_service(cfg, out))
 
 
@@ -205,8 +204,16 @@ def dashboard(
     """Open the operator dashboard (Streamlit) on the store and the service's live files."""
     import subprocess
 
-    if not config.is_file():
-        raise InputError(f"config file not found: {config}")
+    from dashboard.settings import SettingsError, load_settings
+    from maskwatch.pipeline import store_errors
+    from storage.engine import open_engine
+
+    try:  # what the app would show on its page instead, reported here: bad config, a store it cannot open
+        settings = load_settings(["--config", str(config), "--out", str(out)])
+    except SettingsError as exc:
+        raise InputError(str(exc)) from None
+    with store_errors(settings.store_url):
+        open_engine(settings.store_url).dispose()
     app_path = Path(__file__).resolve().parents[1] / "dashboard" / "app.py"
     command = [sys.executable, "-m", "streamlit", "run", str(app_path), "--server.port", str(port), "--server.address", address,
                "--server.headless", "true", "--browser.gatherUsageStats", "false", "--", "--config", str(config), "--out", str(out)]
@@ -267,8 +274,6 @@ def _store_call(url: str, call):
     from sqlalchemy.engine import make_url
     from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
-    from common import redact_url
-
     try:
         parsed = make_url(url)
         if parsed.get_backend_name() == "sqlite" and parsed.database and not Path(parsed.database).is_file():
@@ -292,5 +297,5 @@ def main() -> None:
     except (InputError, ValidationError, OSError) as exc:
         if _state["debug"]:
             raise
-        err_console.print(f"maskwatch: error: {exc}", markup=False, highlight=False, soft_wrap=True)
+        err_console.print(f"maskwatch: error: {redact_url(str(exc))}", markup=False, highlight=False, soft_wrap=True)
         sys.exit(2)

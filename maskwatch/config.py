@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from analytics.config import AlarmRule, CameraConfig, RulesConfig, SamplingConfig, StoreConfig
-from common import InputError
+from common import InputError, redact, redact_url
 from dashboard.settings import DashboardSection
 from delivery.mqtt import MqttConfig
 from delivery.outbox import DeliveryConfig
@@ -19,6 +20,8 @@ from segmenter.replay import ReplayConfig
 from tracker.config import TrackerConfig
 
 SegmenterName = Literal["maskrcnn", "motion", "replay"]
+CAMERA_SCHEMES = ("rtsp", "rtsps", "http", "https")
+_SCHEME = re.compile(r"^(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*)(?P<colon>:?)//")
 
 
 class SegmenterSection(BaseModel):
@@ -48,6 +51,29 @@ class LiveCameraConfig(CameraConfig):
     stall_s: float = Field(5.0, gt=0, description="No frame for this long counts as a failure: reconnect.")
     backoff_max_s: float = Field(30.0, gt=0, description="Longest wait between reconnection attempts.")
     rtsp_transport: Literal["tcp", "udp"] = Field("tcp", description="RTSP media over the RTSP connection (tcp) or UDP ports (udp: fewer delays, but packets lost on busy links smear frames).")
+
+    @model_validator(mode="after")
+    def _known_source(self) -> LiveCameraConfig:
+        """A typo (``rstp://``, ``rtsp//``) must fail at start naming the camera, not retry forever as a missing file."""
+        problem = source_problem(self.source)
+        if problem is not None:
+            raise ValueError(f"camera {self.name}: source {redact_url(str(self.source))} {problem}")
+        return self
+
+
+def source_problem(source: str | int) -> str | None:
+    """Why ``source`` is no camera source (a known URL scheme, an existing file, a device index), or None."""
+    if isinstance(source, int) or source.strip().isdigit():
+        return None if int(source) >= 0 else "is not a device index (0, 1, ...)"
+    known = ", ".join(CAMERA_SCHEMES)
+    match = _SCHEME.match(source)
+    if match and not match["colon"]:
+        return f"lacks the ':' after {match['scheme']!r} (a URL: {known})"
+    if match and match["scheme"].lower() not in CAMERA_SCHEMES:
+        return f"has an unknown scheme {match['scheme']!r} (known: {known})"
+    if match or Path(source).is_file():
+        return None
+    return f"is not a URL ({known}), an existing video file or a device index"
 
 
 class ServiceSection(BaseModel):
@@ -98,6 +124,10 @@ class AppConfig(BaseModel):
     delivery: DeliveryConfig = Field(default_factory=DeliveryConfig, description="Webhooks and how alarms are retried.")
     mqtt: MqttConfig | None = Field(None, description="MQTT broker for alarms, counts and camera status.")
     dashboard: DashboardSection = Field(default_factory=DashboardSection, description="maskwatch dashboard: auth, refresh.")
+
+    def redacted(self) -> dict[str, Any]:
+        """The config as JSON data with every password, token, secret and header value masked: what a run stores."""
+        return redact(self.model_dump(mode="json"))
 
     @model_validator(mode="after")
     def _unique_cameras(self) -> AppConfig:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterator
-from contextlib import closing, nullcontext
+from contextlib import closing, contextmanager, nullcontext
 from pathlib import Path
 
 from rich.console import Console
@@ -43,15 +43,22 @@ def store_url(config: AppConfig, out_dir: Path) -> str:
     return config.store.url or f"sqlite:///{(out_dir / 'maskwatch.db').resolve()}"
 
 
+@contextmanager
+def store_errors(url: str) -> Iterator[None]:
+    """Failures to open the store at ``url`` (down, no such database, misspelt dialect) as one-line input errors."""
+    try:
+        yield
+    except (SQLAlchemyError, ImportError) as exc:  # ImportError: the dialect's driver is not installed
+        detail = str(getattr(exc, "orig", None) or exc).splitlines()[0]
+        raise InputError(redact_url(f"cannot open store {url}: {detail}")) from None  # the driver's text may repeat the URL
+
+
 def open_store(url: str, config: AppConfig) -> Store:
     """Open the store and apply retention; a one-line error if it cannot be opened."""
-    try:
+    with store_errors(url):
         store = Store(url, batch_frames=config.store.batch_frames)
         if config.store.retention_days is not None:
             store.purge_observations(config.store.retention_days)
-    except SQLAlchemyError as exc:
-        detail = str(getattr(exc, "orig", None) or exc).splitlines()[0]
-        raise InputError(redact_url(f"cannot open store {url}: {detail}")) from None  # the driver's text may repeat the URL
     return store
 
 
@@ -147,7 +154,7 @@ def run_pipeline(
     engine = Engine(segmenter, mask_tracker(config.tracker), analyzer, sinks, backfill_frames=config.tracker.min_hits)
     run_id = store.start_run(config.camera.name, redact_url(name), segmenter=config.segmenter.name,
                              unit=engine.analyzer.calibration.unit, started_ts=source.start_ts if source else time.time(),
-                             config=config.model_dump(mode="json"))
+                             config=config.redacted())
     engine.sinks.append(StoreSink(store, run_id))
     batch_size = config.segmenter.maskrcnn.batch_size if config.segmenter.name == "maskrcnn" else 8
     # Mask R-CNN gets two batches per call, so it can upload one to the GPU while it computes the other

@@ -30,10 +30,10 @@ from pathlib import Path
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
-from common import InputError, redact_url
+from common import InputError, log_redacted, redact_url
 from maskwatch.camera_worker import run_camera, safe_name
 from maskwatch.config import AppConfig
-from maskwatch.pipeline import store_url
+from maskwatch.pipeline import store_errors, store_url
 from maskwatch.segmenter_server import SegmenterLink, run_segmenter_process
 from storage.live import SEGMENTER_STATUS, CameraStatus, read_status
 
@@ -197,7 +197,7 @@ CONFIG_ERROR_EXIT = 2  # a child's exit code for an InputError: bad weights, an 
 
 def _child_main(label: str, error_path: Path, target: Callable[..., None], *args: object) -> None:
     """A child process: its log lines name it; an :class:`InputError` is written for the supervisor, not a traceback."""
-    logging.basicConfig(level=logging.INFO, format=f"%(asctime)s {label} %(levelname)s %(message)s")
+    log_redacted(f"%(asctime)s {label} %(levelname)s %(message)s")
     try:
         target(*args)
     except InputError as exc:
@@ -300,14 +300,22 @@ def _http_server(service: Service, registry: CollectorRegistry) -> ThreadingHTTP
     return ThreadingHTTPServer((host or "127.0.0.1", int(port)), Handler)
 
 
+def _check_weights(config: AppConfig) -> None:
+    """A missing Mask R-CNN checkpoint stops the service at once, not after its segmenter process has started and died."""
+    weights = config.segmenter.maskrcnn.weights
+    if config.segmenter.name == "maskrcnn" and weights.lower() not in ("default", "none") and not Path(weights).is_file():
+        raise InputError(f"Mask R-CNN weights not found: {weights} (segmenter.maskrcnn.weights takes a .pth checkpoint, "
+                         "DEFAULT for torchvision's COCO weights, or none)")  # as segmenter.maskrcnn says it
+
+
 def serve(config: AppConfig, out_dir: Path) -> int:
     """Run until SIGTERM/SIGINT; returns the exit code (0 after a clean stop)."""
     from delivery.outbox import Sender, pending_count, webhook_channels
 
     if not config.cameras:
         raise InputError("no cameras configured: add a 'cameras:' list (name, source) to the config")
+    _check_weights(config)
     out_dir.mkdir(parents=True, exist_ok=True)
-    service = Service(config, out_dir)
     snapshot_root = Path(config.store.snapshot_dir) if config.store.snapshot_dir else out_dir / "snapshots"
 
     channels: dict = dict(webhook_channels(config.delivery))
@@ -316,9 +324,13 @@ def serve(config: AppConfig, out_dir: Path) -> int:
         from delivery.mqtt import MqttChannel, MqttPublisher
 
         mqtt = MqttPublisher(config.mqtt)
-        mqtt.connect()  # returns at once when the broker is down: it keeps retrying in the background
         channels["mqtt"] = MqttChannel(mqtt)
-    sender = Sender(service.url, channels, config.delivery, snapshot_root)
+    url = store_url(config, out_dir)
+    with store_errors(url):  # before anything starts: a store that cannot be opened is one error line, not a crash
+        sender = Sender(url, channels, config.delivery, snapshot_root)
+    service = Service(config, out_dir)
+    if mqtt is not None:
+        mqtt.connect()  # returns at once when the broker is down: it keeps retrying in the background
 
     registry = CollectorRegistry()
     registry.register(_Collector(service, lambda: pending_count(service.url)))

@@ -9,8 +9,11 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import pytest
+import yaml
 
 from bench.reference import gt_as_detections
+from tests.test_serve import free_port
 
 
 def maskwatch(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
@@ -186,3 +189,76 @@ def test_export_ack_and_purge_commands(tmp_path):
     assert_one_line_error(maskwatch("export", "events", "--db", url, "--out", str(tmp_path / "x.xlsx")), ".csv or .parquet")
     assert_one_line_error(maskwatch("export", "events", "--db", "postgresql+psycopg://u:secret@127.0.0.1:1/x", "--out",
                                     str(tmp_path / "x.csv")), "u:***@")
+
+
+def write_site(tmp_path: Path, config: dict) -> str:
+    path = tmp_path / "site.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return str(path)
+
+
+def small_video(tmp_path: Path) -> Path:
+    video = tmp_path / "v.avi"
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 5, (64, 48))
+    for _ in range(3):
+        writer.write(np.zeros((48, 64, 3), np.uint8))
+    writer.release()
+    return video
+
+
+@pytest.mark.parametrize(("source", "fragment"), [
+    ("rtsp//viewer:CamPw-71@10.0.0.12/stream1", "lacks the ':' after 'rtsp'"),  # not a file called "rtsp//viewer..."
+    ("rstp://viewer:CamPw-71@10.0.0.12/stream1", "unknown scheme 'rstp'"),
+    ("viewer:CamPw-71@10.0.0.12/stream1", "not a URL"),
+])
+def test_serve_rejects_a_mistyped_camera_source_naming_the_camera(tmp_path, source, fragment):
+    site = write_site(tmp_path, {"segmenter": {"name": "motion"}, "cameras": [
+        {"name": "belt", "source": str(small_video(tmp_path))}, {"name": "gate", "source": source}]})
+    result = maskwatch("serve", "--config", site, "--out", str(tmp_path / "o"))
+    assert_one_line_error(result, "cameras.1", "camera gate", fragment, "viewer:***@")
+    assert "CamPw-71" not in result.stderr
+
+
+def unreachable_stores() -> dict[str, str]:
+    """Store URLs that cannot be opened, each with a password that must never be shown."""
+    return {
+        "closed port": f"postgresql+psycopg://root:StorePw-72@127.0.0.1:{free_port()}/test",
+        "missing database": "postgresql+psycopg://root:StorePw-72@127.0.0.1:5432/no_such_database_mw",
+        "misspelt dialect": "postgresq+psycopg://root:StorePw-72@127.0.0.1:5432/test",
+    }
+
+
+@pytest.mark.parametrize("command", ["serve", "run", "dashboard"])
+@pytest.mark.parametrize("store", ["closed port", "missing database", "misspelt dialect"])
+def test_startup_with_a_store_that_cannot_be_opened_is_one_line(tmp_path, command, store):
+    video = small_video(tmp_path)
+    site = write_site(tmp_path, {"segmenter": {"name": "motion"}, "store": {"url": unreachable_stores()[store]},
+                                 "cameras": [{"name": "belt", "source": str(video)}]})
+    args = {"serve": ["serve", "--config", site], "run": ["run", str(video), "--config", site],
+            "dashboard": ["dashboard", "--config", site, "--port", str(free_port())]}[command]
+    result = maskwatch(*args, "--out", str(tmp_path / "o"))
+    assert_one_line_error(result, "cannot open store", "root:***@127.0.0.1")
+    assert "StorePw-72" not in result.stderr
+
+
+def test_startup_store_failure_with_debug_shows_the_traceback(tmp_path):
+    site = write_site(tmp_path, {"store": {"url": unreachable_stores()["closed port"]},
+                                 "cameras": [{"name": "belt", "source": str(small_video(tmp_path))}]})
+    result = maskwatch("--debug", "serve", "--config", site, "--out", str(tmp_path / "o"))
+    assert result.returncode != 0 and "Traceback" in result.stderr and "cannot open store" in result.stderr
+
+
+@pytest.mark.parametrize("command", ["serve", "run"])
+def test_startup_with_missing_weights_is_one_line(tmp_path, command):
+    video = small_video(tmp_path)
+    site = write_site(tmp_path, {"segmenter": {"name": "maskrcnn", "maskrcnn": {"weights": str(tmp_path / "gone.pth")}},
+                                 "cameras": [{"name": "belt", "source": str(video)}]})
+    args = ["serve", "--config", site] if command == "serve" else ["run", str(video), "--config", site]
+    assert_one_line_error(maskwatch(*args, "--out", str(tmp_path / "o")), "weights not found", "gone.pth")
+
+
+@pytest.mark.parametrize("command", ["serve", "dashboard"])
+def test_startup_with_a_bad_config_is_one_line(tmp_path, command):
+    site = write_site(tmp_path, {"dashboard": {"stale_after_s": -1}, "cameras": [{"name": "belt", "source": "0"}]})
+    args = [command, "--config", site, "--out", str(tmp_path / "o")] + (["--port", str(free_port())] if command == "dashboard" else [])
+    assert_one_line_error(maskwatch(*args), "dashboard.stale_after_s")
