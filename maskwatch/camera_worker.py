@@ -28,7 +28,7 @@ from maskwatch.pipeline import build_analyzer, build_segmenter, open_store, stor
 from maskwatch.render import draw_frame
 from maskwatch.segmenter_server import RemoteSegmenter, SegmenterLink, SegmenterUnavailable
 from storage.geometry import load_geometry
-from storage.live import CameraStatus, write_atomic, write_status
+from storage.live import CameraStatus, process_key, write_atomic, write_status
 
 log = logging.getLogger(__name__)
 
@@ -130,6 +130,7 @@ def run_camera(config: AppConfig, camera: LiveCameraConfig, out_dir: Path, link:
     segment_s = None  # the last frame's wait for its masks: with a shared segmenter, queueing and batching included
     geometry_ts, last_geometry_check, last_publish = None, 0.0, 0.0
     status = "finished"
+    me = process_key(os.getpid())  # with the pid, tells the supervisor this process wrote the status, not a predecessor
     source.start()
     try:
         while lifetime.running:
@@ -158,7 +159,7 @@ def run_camera(config: AppConfig, camera: LiveCameraConfig, out_dir: Path, link:
             if now - last_publish >= 0.5:
                 state = source.state()
                 write_status(status_path, CameraStatus(
-                    camera=camera.name, pid=os.getpid(), updated_ts=now, run_id=run_id, source=state.source,
+                    camera=camera.name, pid=os.getpid(), process=me, updated_ts=now, run_id=run_id, source=state.source,
                     connected=state.connected, fps_in=state.fps_in, fps_out=round(view.fps(), 2), dropped=state.dropped,
                     reconnects=state.reconnects, last_error=state.last_error, segmenter_error=segmenter_error,
                     backoff_s=state.backoff_s, frame_size=state.frame_size, queue_depth=state.queue_depth,

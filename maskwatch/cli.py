@@ -7,6 +7,7 @@ code 2; ``--debug`` shows the traceback instead.
 from __future__ import annotations
 
 import json
+import signal
 import sys
 from enum import Enum
 from pathlib import Path
@@ -48,8 +49,11 @@ class EvalFormat(str, Enum):
 
 
 @app.callback()
-def _root(debug: bool = typer.Option(False, "--debug", help="Show tracebacks instead of one-line errors.")) -> None:
+def _root(ctx: typer.Context,
+          debug: bool = typer.Option(False, "--debug", help="Show tracebacks instead of one-line errors.")) -> None:
     _state["debug"] = debug
+    if ctx.invoked_subcommand not in ("serve", "dashboard"):  # they stop cleanly on SIGTERM; the others die, as ever
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 def print_summary(summary: dict) -> None:
@@ -202,8 +206,6 @@ def dashboard(
     address: str = typer.Option("127.0.0.1", "--address", help="Address to listen on (put TLS in front for others)."),
 ) -> None:
     """Open the operator dashboard (Streamlit) on the store and the service's live files."""
-    import subprocess
-
     from dashboard.settings import SettingsError, load_settings
     from maskwatch.pipeline import store_errors
     from storage.engine import open_engine
@@ -217,7 +219,31 @@ def dashboard(
     app_path = Path(__file__).resolve().parents[1] / "dashboard" / "app.py"
     command = [sys.executable, "-m", "streamlit", "run", str(app_path), "--server.port", str(port), "--server.address", address,
                "--server.headless", "true", "--browser.gatherUsageStats", "false", "--", "--config", str(config), "--out", str(out)]
-    raise typer.Exit(subprocess.call(command))
+    raise typer.Exit(_run_until_stopped(command))
+
+
+def _run_until_stopped(command: list[str]) -> int:
+    """Run ``command`` (a server), passing SIGTERM and SIGINT on to it; once it has stopped on one, 0.
+
+    Dying at once instead would leave the server running, holding its port.
+    """
+    import subprocess
+
+    stopping: list[int] = []
+    child = None
+
+    def forward(signum: int, _frame: object) -> None:
+        stopping.append(signum)
+        if child is not None:
+            child.send_signal(signum)
+
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGINT, forward)
+    child = subprocess.Popen(command)
+    if stopping:  # a signal while it was being started
+        child.send_signal(stopping[0])
+    code = child.wait()
+    return 0 if stopping else code
 
 
 @app.command()
@@ -288,8 +314,17 @@ def _store_call(url: str, call):
         raise InputError(str(exc)) from None
 
 
+def _exit_quietly(_signum: int, _frame: object) -> None:
+    sys.exit(0)
+
+
 def main() -> None:
-    """Console entry point: one-line errors with exit code 2 unless --debug."""
+    """Console entry point: one-line errors with exit code 2 unless --debug.
+
+    SIGTERM ends the process with 0 until a command takes it over (serve and dashboard stop cleanly on it; see
+    ``_root``): nothing has started yet, and the imports before a command runs may take seconds.
+    """
+    signal.signal(signal.SIGTERM, _exit_quietly)
     from pydantic import ValidationError
 
     try:

@@ -35,7 +35,7 @@ from maskwatch.camera_worker import run_camera, safe_name
 from maskwatch.config import AppConfig
 from maskwatch.pipeline import store_errors, store_url
 from maskwatch.segmenter_server import SegmenterLink, run_segmenter_process
-from storage.live import SEGMENTER_STATUS, CameraStatus, read_status
+from storage.live import SEGMENTER_STATUS, CameraStatus, process_key, read_status
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +49,7 @@ class _Child:
     args: tuple
     error_path: Path | None = None  # where the child writes a configuration error before exiting with CONFIG_ERROR_EXIT
     process: mp.Process | None = None
+    process_key: str | None = None  # storage.live.process_key of the running process: its status files name it
     restarts: int = 0
     next_start: float = 0.0
     last_exit: str | None = None
@@ -56,6 +57,10 @@ class _Child:
     @property
     def alive(self) -> bool:
         return self.process is not None and self.process.is_alive()
+
+    def wrote(self, status: CameraStatus) -> bool:
+        """Whether ``status`` comes from the running process, not from one before it (a restart, a killed service)."""
+        return self.alive and status.pid == self.process.pid and status.process == self.process_key
 
 
 @dataclass
@@ -88,12 +93,21 @@ class Service:
     def segmenter_status_path(self) -> Path:
         return self.live_dir / SEGMENTER_STATUS  # in a folder: the dashboard takes every *.json of live_dir for a camera
 
+    @property
+    def stale_after_s(self) -> float:
+        """A running worker reports between frames; a frame may wait ``segmenter_timeout_s`` for its masks."""
+        return SILENT_S + self.config.service.segmenter_timeout_s
+
     def status(self) -> dict[str, CameraStatus]:
-        """Per camera: the worker's latest status file, plus what the supervisor knows (alive, restarts, why it died)."""
+        """Per camera: its running worker's latest status, plus what the supervisor knows (alive, restarts, why it died).
+
+        A status file written by any other process (the worker before a restart, a killed
+        service's) tells nothing about the camera now: the camera counts as unreported.
+        """
         out = {}
         for name, worker in self.workers.items():
             state = read_status(self.live_dir / f"{safe_name(name)}.json")
-            if state is None:
+            if state is None or not worker.wrote(state):
                 state = CameraStatus.unreported(name, redact_url(str(self.cameras[name].source)))
             supervision = {"worker_alive": worker.alive, "worker_restarts": worker.restarts}
             if not worker.alive:
@@ -111,7 +125,20 @@ class Service:
             state = json.loads(self.segmenter_status_path.read_text())
         except (OSError, ValueError):  # still loading the model, or never started
             state = {}
+        if not self.segmenter.alive or state.get("pid") != self.segmenter.process.pid:  # a predecessor's
+            state = {}
         return _add_supervision(state, self.segmenter)
+
+    def health(self) -> dict:
+        """``/healthz``: ``ok`` only while every camera is live (connected, processing, reporting); else ``degraded``."""
+        now = time.time()
+        cameras = {}
+        for name, state in self.status().items():
+            health, reason = state.health(self.stale_after_s, now)
+            cameras[name] = state.model_dump(include=HEALTH_FIELDS) | {"health": health, "reason": reason}
+        segmenter = self.shared_segmenter_status()
+        ok = all(c["health"] == "live" for c in cameras.values()) and (segmenter is None or segmenter["worker_alive"])
+        return {"status": "ok" if ok else "degraded", "cameras": cameras, "segmenter": segmenter}
 
     def _child(self, label: str, target: Callable[..., None], args: tuple) -> _Child:
         error_path = self._private_dir / f"{safe_name(label)}.error"
@@ -161,6 +188,7 @@ class Service:
                 child.process = self._ctx.Process(target=child.target, args=child.args, name=child.label.replace(" ", "-"),
                                                   daemon=False)
                 child.process.start()
+                child.process_key = process_key(child.process.pid)
 
     def stop_workers(self, timeout: float = 20.0) -> None:
         """Cameras first (they flush their store batches, and may need the segmenter for a frame in flight), then the segmenter."""
@@ -271,8 +299,10 @@ def _segmenter_metrics(state: dict):
         yield family
 
 
+SILENT_S = 10.0  # a worker reports every 0.5 s between frames: silent longer than this (plus a frame's wait), it is stale
 HEALTH_FIELDS = {"connected", "fps_in", "fps_out", "lag_s", "segment_s", "frames", "dropped", "reconnects", "queue_depth",
-                 "backoff_s", "last_error", "segmenter_error", "worker_alive", "worker_restarts", "source"}  # per camera in /healthz
+                 "backoff_s", "last_error", "segmenter_error", "worker_alive", "worker_restarts", "source",
+                 "ended"}  # per camera in /healthz, with its health and the reason
 
 
 def _http_server(service: Service, registry: CollectorRegistry) -> ThreadingHTTPServer:
@@ -283,8 +313,7 @@ def _http_server(service: Service, registry: CollectorRegistry) -> ThreadingHTTP
             if self.path.startswith("/metrics"):
                 body, ctype, code = generate_latest(registry), "text/plain; version=0.0.4", 200
             elif self.path.startswith("/healthz"):
-                cameras = {n: s.model_dump(include=HEALTH_FIELDS) for n, s in service.status().items()}
-                body = json.dumps({"status": "ok", "cameras": cameras, "segmenter": service.shared_segmenter_status()}).encode()
+                body = json.dumps(service.health()).encode()
                 ctype, code = "application/json", 200
             else:
                 body, ctype, code = b"not found\n", "text/plain", 404
@@ -309,7 +338,22 @@ def _check_weights(config: AppConfig) -> None:
 
 
 def serve(config: AppConfig, out_dir: Path) -> int:
-    """Run until SIGTERM/SIGINT; returns the exit code (0 after a clean stop)."""
+    """Run until SIGTERM/SIGINT; returns the exit code (0 after a clean stop).
+
+    The signal handlers come first: a signal during start-up stops the service as soon as it has started.
+    """
+    stop_event = threading.Event()
+
+    def stop(signum: int, _frame: object) -> None:
+        if stop_event.is_set():  # a second signal may land inside the first one's set(): its lock is held
+            return
+        log.info("signal %d: stopping", signum)
+        stop_event.set()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+
+    from delivery.metrics import DeliveryCollector
     from delivery.outbox import Sender, pending_count, webhook_channels
 
     if not config.cameras:
@@ -328,12 +372,13 @@ def serve(config: AppConfig, out_dir: Path) -> int:
     url = store_url(config, out_dir)
     with store_errors(url):  # before anything starts: a store that cannot be opened is one error line, not a crash
         sender = Sender(url, channels, config.delivery, snapshot_root)
-    service = Service(config, out_dir)
+    service = Service(config, out_dir, stop_event=stop_event)
     if mqtt is not None:
         mqtt.connect()  # returns at once when the broker is down: it keeps retrying in the background
 
     registry = CollectorRegistry()
     registry.register(_Collector(service, lambda: pending_count(service.url)))
+    registry.register(DeliveryCollector(sender, mqtt))  # attempts, backlog and dead letters per channel, MQTT link
     http = _http_server(service, registry)
     threads = [
         threading.Thread(target=http.serve_forever, name="http", daemon=True),
@@ -341,15 +386,6 @@ def serve(config: AppConfig, out_dir: Path) -> int:
     ]
     for thread in threads:
         thread.start()
-
-    def stop(signum: int, _frame: object) -> None:
-        if service.stop_event.is_set():  # a second signal may land inside the first one's set(): its lock is held
-            return
-        log.info("signal %d: stopping", signum)
-        service.stop_event.set()
-
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
     log.info("serving %d camera(s); health and metrics on http://%s", len(service.workers), config.service.listen)
     last_mqtt = 0.0
     try:
