@@ -331,10 +331,11 @@ def _http_server(service: Service, registry: CollectorRegistry) -> ThreadingHTTP
 
 def _check_weights(config: AppConfig) -> None:
     """A missing Mask R-CNN checkpoint stops the service at once, not after its segmenter process has started and died."""
+    from segmenter.maskrcnn import check_weights_file
+
     weights = config.segmenter.maskrcnn.weights
-    if config.segmenter.name == "maskrcnn" and weights.lower() not in ("default", "none") and not Path(weights).is_file():
-        raise InputError(f"Mask R-CNN weights not found: {weights} (segmenter.maskrcnn.weights takes a .pth checkpoint, "
-                         "DEFAULT for torchvision's COCO weights, or none)")  # as segmenter.maskrcnn says it
+    if config.segmenter.name == "maskrcnn" and weights.lower() not in ("default", "none"):
+        check_weights_file(Path(weights))
 
 
 def serve(config: AppConfig, out_dir: Path) -> int:

@@ -33,6 +33,15 @@ if TYPE_CHECKING:
     import torch
     from torchvision.models.detection import MaskRCNN
 
+def check_weights_file(path: Path) -> None:
+    """A checkpoint path that is not a file: said in one line before anything is loaded (``serve`` checks it at start)."""
+    if not path.is_file():
+        raise InputError(
+            f"Mask R-CNN weights not found: {path} (segmenter.maskrcnn.weights takes a .pth checkpoint, "
+            "DEFAULT for torchvision's COCO weights, or none)"
+        )
+
+
 COCO_NUM_CLASSES = 91  # torchvision's COCO label space: background + 90 category ids (some "N/A")
 CLS_SCORE_KEY = "roi_heads.box_predictor.cls_score.weight"  # (num_classes, 1024): gives the number of classes
 BACKGROUND = "__background__"
@@ -302,11 +311,7 @@ def read_checkpoint(path: Path) -> tuple[dict[str, torch.Tensor], list[str] | No
     """
     import torch
 
-    if not path.is_file():
-        raise InputError(
-            f"Mask R-CNN weights not found: {path} (segmenter.maskrcnn.weights takes a .pth checkpoint, "
-            "DEFAULT for torchvision's COCO weights, or none)"
-        )
+    check_weights_file(path)
     expected = "expected torch.save of a state_dict or of {'model': state_dict, 'class_names': [...], 'version': 'v2'}"
     try:
         data = torch.load(path, map_location="cpu", weights_only=True)
