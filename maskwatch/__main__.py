@@ -1,10 +1,5 @@
-"""``python -m maskwatch``: SIGTERM ends the process with 0 from its first line (see :func:`maskwatch.cli.main`)."""
+"""``python -m maskwatch``: the same entry as the ``maskwatch`` command (see :mod:`maskwatch.launch`)."""
 
-import signal
-import sys
-
-signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # until a command takes it over: nothing has started yet
-
-from maskwatch.cli import main  # noqa: E402 (after the handler: this import alone takes a while)
+from maskwatch.launch import main
 
 main()
