@@ -221,9 +221,10 @@ def test_rtsp_camera_reconnects_and_alarms_survive_kill_9(gstreamer, tmp_path): 
         assert camera_state(base, "cam")["reconnects"] >= 1
         url = f"sqlite:///{tmp_path / 'out' / 'maskwatch.db'}"
         wait_for(lambda: len(alarm_ids(url)) >= 2, 60, "alarms in the store")
+        worker = json.loads((tmp_path / "out" / "live" / "cam.json").read_text())["pid"]  # the camera worker
         proc.kill()  # kill -9: the outbox keeps what was not delivered
         proc.communicate()
-        time.sleep(1.0)  # the orphaned worker notices its parent is gone and stops
+        wait_for(lambda: not Path(f"/proc/{worker}").exists(), 60, "the orphaned worker to notice and stop")
         stored = alarm_ids(url)
         receiver.failing = False
         proc = start_service(config, tmp_path)
