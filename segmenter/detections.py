@@ -25,17 +25,24 @@ class Detections:
     scores: np.ndarray  # (N,) float32
     class_names: np.ndarray  # (N,) object (str)
     image_size: tuple[int, int]  # (height, width)
+    embeddings: np.ndarray | None = None  # (N, D) float32, L2-normalised appearance, from segmenters that compute one
 
     def __post_init__(self) -> None:
         n = len(self.masks)
+        if self.embeddings is not None:
+            self.embeddings = np.asarray(self.embeddings, dtype=np.float32)
+            if self.embeddings.ndim != 2 or len(self.embeddings) != n:
+                raise ValueError(f"embeddings must be ({n}, D), not {self.embeddings.shape}")
         self.boxes = np.asarray(self.boxes, dtype=np.float32).reshape(n, 4)
         self.class_ids = np.asarray(self.class_ids, dtype=np.int32).reshape(n)
         self.scores = np.asarray(self.scores, dtype=np.float32).reshape(n)
         self.class_names = np.asarray(self.class_names, dtype=object).reshape(n)
 
     @classmethod
-    def empty(cls, image_size: tuple[int, int]) -> Detections:
-        return cls(np.zeros((0, 4)), [], np.zeros(0), np.zeros(0), np.zeros(0, dtype=object), image_size)
+    def empty(cls, image_size: tuple[int, int], embedding_dim: int | None = None) -> Detections:
+        """No instances; with ``embedding_dim``, a (0, D) embeddings array, as its segmenter's other frames have."""
+        embeddings = None if embedding_dim is None else np.zeros((0, embedding_dim), dtype=np.float32)
+        return cls(np.zeros((0, 4)), [], np.zeros(0), np.zeros(0), np.zeros(0, dtype=object), image_size, embeddings)
 
     @classmethod
     def from_masks(
@@ -45,11 +52,12 @@ class Detections:
         scores: Sequence[float],
         class_names: Sequence[str],
         image_size: tuple[int, int],
+        embeddings: np.ndarray | None = None,
     ) -> Detections:
         """Build from crop masks, deriving each box from its mask's pixels."""
         masks = list(masks)
         boxes = np.array([m.box() for m in masks], dtype=np.float32).reshape(len(masks), 4)
-        return cls(boxes, masks, class_ids, scores, class_names, image_size)
+        return cls(boxes, masks, class_ids, scores, class_names, image_size, embeddings)
 
     def __len__(self) -> int:
         return len(self.masks)
@@ -64,6 +72,7 @@ class Detections:
             self.scores[idx],
             self.class_names[idx],
             self.image_size,
+            None if self.embeddings is None else self.embeddings[idx],
         )
 
     @property

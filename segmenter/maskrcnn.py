@@ -88,6 +88,11 @@ class MaskRCNNConfig(BaseModel, extra="forbid", validate_assignment=True):
         1000, ge=1, description="Best-scoring (box, class) candidates per image kept before NMS (bounds NMS cost)."
     )
     mask_threshold: float = Field(0.5, gt=0, lt=1, description="Mask probability above which a pixel is in the mask.")
+    embeddings: bool = Field(
+        False,
+        description="Also return each detection's appearance (Detections.embeddings): the RoI features its mask "
+        "head was given, averaged under its predicted mask and L2-normalised; nothing is computed twice.",
+    )
     num_classes: int | None = Field(
         None, ge=2, description="Only with weights: none; classes including background (default 91, COCO)."
     )
@@ -139,6 +144,9 @@ class MaskRCNNSegmenter:
         self._keep = None if keep is None else torch.from_numpy(keep).to(self.device)
         self._host_frames: dict[int, torch.Tensor] = {}  # pinned buffers handed out by host_frame, by address
         self._copy_stream = torch.cuda.Stream(self.device) if self.device.type == "cuda" else None
+        self._mask_features: torch.Tensor | None = None  # the mask head's RoI features of the last forward pass
+        if self.config.embeddings:
+            self.model.roi_heads.mask_roi_pool.register_forward_hook(self._keep_mask_features)
 
     def host_frame(self, shape: tuple[int, ...]) -> np.ndarray:
         """An uninitialised uint8 array to decode a frame into, kept for reuse by the caller.
@@ -222,11 +230,19 @@ class MaskRCNNSegmenter:
             features = model.backbone(tensors)
             proposals, _ = model.rpn(batch, features)
             outputs = detect(model.roi_heads, features, proposals, batch.image_sizes, self.config.pre_nms_top_k)
+            if self.config.embeddings:
+                pooled, self._mask_features = self._mask_features.split([len(out["boxes"]) for out in outputs]), None
+                for out, roi_features in zip(outputs, pooled):
+                    out["embeddings"] = mask_embeddings(roi_features, out["masks"])
             results = []
             for out, resized, original in zip(outputs, batch.image_sizes, original_sizes):
                 boxes = resize_boxes(out["boxes"].float(), resized, original)
                 results.append(self._detections(out, boxes, original))
             return results
+
+    def _keep_mask_features(self, module: torch.nn.Module, args: tuple, output: torch.Tensor) -> None:
+        """Forward hook on ``roi_heads.mask_roi_pool``: its output is what embeddings are pooled from."""
+        self._mask_features = output
 
     def _detections(self, output: dict[str, torch.Tensor], boxes: torch.Tensor, image_size: tuple[int, int]) -> Detections:
         keep = self._keep[output["labels"]] if self._keep is not None else slice(None)
@@ -244,7 +260,21 @@ class MaskRCNNSegmenter:
             scores=kept(output["scores"].float()),
             class_names=self._names[labels],
             image_size=image_size,
+            embeddings=kept(output["embeddings"]) if "embeddings" in output else None,
         )
+
+
+def mask_embeddings(features: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
+    """(N, C) float32: RoI features (N, C, S, S) averaged under mask probabilities (N, 1, M, M), L2-normalised.
+
+    The probabilities are pooled down to the features' S x S grid, so pixels the
+    mask head gives to the object weigh most and the background around it little.
+    """
+    import torch.nn.functional as F
+
+    weights = F.adaptive_avg_pool2d(masks.float(), features.shape[-2:])
+    pooled = (features.float() * weights).sum(dim=(2, 3)) / weights.sum(dim=(2, 3)).clamp_min(1e-6)
+    return F.normalize(pooled, dim=1)
 
 
 def resolve_device(name: str) -> torch.device:

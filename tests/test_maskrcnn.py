@@ -340,3 +340,37 @@ def test_config_rejects_bad_values():
         config.weights = "model.pth"  # assignments (the CLI's --weights) are validated too
     with pytest.raises(InputError, match="has 4 names but the model has 2 classes"):
         MaskRCNNSegmenter(small_config(num_classes=3, class_names=["a", "b", "c", "d"]))
+
+
+@pytest.fixture(scope="module")
+def embedding_segmenter() -> MaskRCNNSegmenter:
+    torch.manual_seed(0)  # the weights of the ``segmenter`` fixture
+    return MaskRCNNSegmenter(small_config(batch_size=2, embeddings=True))
+
+
+def test_embeddings_are_normalised_mask_pooled_features_and_absent_by_default(segmenter, embedding_segmenter):
+    frames = [drawn_image(0), drawn_image(1), drawn_image(2)]
+    plain, pooled = segmenter.segment(frames), embedding_segmenter.segment(frames)
+    for without, det in zip(plain, pooled):
+        assert without.embeddings is None
+        assert_same_detections(without, det)  # the same forward pass, only read further
+        assert det.embeddings.dtype == np.float32 and det.embeddings.shape == (len(det), 256)
+        assert np.isfinite(det.embeddings).all()
+        np.testing.assert_allclose(np.linalg.norm(det.embeddings, axis=1), 1.0, atol=1e-5)
+    alone = embedding_segmenter.segment([frames[1]])[0]  # second image of the first batch: split in order
+    np.testing.assert_allclose(alone.embeddings, pooled[1].embeddings, atol=1e-4)
+    det = pooled[0]
+    copy = pickle.loads(pickle.dumps(det))  # as the shared segmenter sends it
+    np.testing.assert_array_equal(copy.embeddings, det.embeddings)
+    np.testing.assert_array_equal(det[[1, 0]].embeddings, det.embeddings[[1, 0]])
+
+
+def test_mask_embeddings_weigh_features_by_mask_probability():
+    features = torch.zeros(2, 3, 14, 14)
+    features[:, 0, :7] = 1.0  # channel 0 lives in the top half, channel 2 in the bottom half
+    features[:, 2, 7:] = 1.0
+    masks = torch.zeros(2, 1, 28, 28)
+    masks[0, :, :14] = 0.9  # the first mask covers the top half, the second the bottom half
+    masks[1, :, 14:] = 0.9
+    embeddings = maskrcnn.mask_embeddings(features, masks)
+    np.testing.assert_allclose(embeddings.numpy(), [[1, 0, 0], [0, 0, 1]], atol=1e-6)
