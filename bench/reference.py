@@ -1,39 +1,66 @@
 """Reference trackers and inputs shared by the quality tests and benchmarks.
 
-ByteTrack (Roboflow ``trackers``) tracks boxes; its output is turned into MOTS
-by giving each tracked box its detection's mask, so both trackers are scored
-on exactly the same masks and differ only in association.
+The box trackers of Roboflow's ``trackers`` (SORT, ByteTrack, OC-SORT) track
+boxes; their output is turned into MOTS by giving each tracked box its
+detection's mask, so every tracker is scored on exactly the same masks and
+differs only in association. ``perfect_mots`` is the association ceiling: the
+same detections, each with the identity of the ground-truth object it covers.
 """
 
 from __future__ import annotations
 
 import uuid
 import warnings
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from scipy.optimize import linear_sum_assignment
 
 from segmenter.detections import Detections
-from segmenter.motsio import format_detection_line, read_mots
+from segmenter.masks import mask_iou_matrix
+from segmenter.motsio import format_detection_line, format_mots_line, read_mots, read_mots_detections
 from segmenter.noise import NoiseModel
+from tracker.mots_output import resolve_overlaps
 from tracker.tracker import FrameTracks, TrackObservation, TrackState
 
+BOX_TRACKERS = ("sort", "bytetrack", "ocsort")
+PERFECT_IOU = 0.5  # a detection takes a ground-truth identity only when it covers that object this well
 
-def gt_frames(gt_path: Path, classes: tuple[int, ...] = (1, 2)) -> tuple[list[Detections], int]:
-    """Ground-truth masks per frame as Detections (score 1), ignore regions dropped; and the first frame number."""
-    records = [r for r in read_mots(gt_path) if r.class_id in classes]
-    first = 0 if any(r.frame == 0 for r in records) else 1
-    last = max(r.frame for r in records)
-    size = (records[0].height, records[0].width)
+
+@dataclass
+class GtSequence:
+    """Ground-truth masks per frame as Detections (score 1, ignore regions dropped) with their object ids."""
+
+    frames: list[Detections]
+    ids: list[np.ndarray]
+    first: int  # number of the first frame (0 for KITTI MOTS, 1 for MOTS20)
+
+
+def gt_sequence(gt_path: Path, classes: tuple[int, ...] = (1, 2)) -> GtSequence:
+    """Every frame from the first to the last of the ground truth, empty ones included."""
+    every = read_mots(gt_path)
+    records = [r for r in every if r.class_id in classes]
+    first = 0 if any(r.frame == 0 for r in every) else 1
+    last = max(r.frame for r in every)
+    size = (every[0].height, every[0].width)
     by_frame: dict[int, list] = {}
     for r in records:
         by_frame.setdefault(r.frame, []).append(r)
-    frames = []
+    frames, ids = [], []
     for f in range(first, last + 1):
         rows = by_frame.get(f, [])
         frames.append(Detections.from_masks([r.mask() for r in rows], [r.class_id for r in rows], [1.0] * len(rows),
                                             [str(r.class_id) for r in rows], size))
-    return frames, first
+        ids.append(np.array([r.obj_id for r in rows], dtype=np.int64))
+    return GtSequence(frames, ids, first)
+
+
+def gt_frames(gt_path: Path, classes: tuple[int, ...] = (1, 2)) -> tuple[list[Detections], int]:
+    """Ground-truth masks per frame as Detections (score 1), ignore regions dropped; and the first frame number."""
+    gt = gt_sequence(gt_path, classes)
+    return gt.frames, gt.first
 
 
 def gt_as_detections(gt_path: Path, out: Path, score: float = 1.0, classes: tuple[int, ...] = (1, 2)) -> None:
@@ -55,22 +82,31 @@ def write_detections(frames: list[Detections], first: int, path: Path) -> None:
 
 def noisy_detections(gt_path: Path, out: Path, noise: NoiseModel) -> int:
     """Write ``noise`` applied to the ground truth as a detection file; returns the first frame number."""
-    frames, first = gt_frames(gt_path)
-    write_detections(noise.apply(frames), first, out)
-    return first
+    gt = gt_sequence(gt_path)
+    write_detections(noise.apply(gt.frames, gt.ids), gt.first, out)
+    return gt.first
 
 
-class ByteTrackBoxes:
-    """Roboflow's ByteTrack (boxes) behind the engine's tracker interface: each tracked box keeps its detection's mask."""
+def box_tracker_class(kind: str) -> type:
+    """The ``trackers`` class of a box tracker named in :data:`BOX_TRACKERS`."""
+    import trackers
 
-    def __init__(self, fps: float, first_id: int = 1) -> None:
-        from trackers import ByteTrackTracker
+    classes = {"sort": trackers.SORTTracker, "bytetrack": trackers.ByteTrackTracker, "ocsort": trackers.OCSORTTracker}
+    if kind not in classes:
+        raise ValueError(f"unknown box tracker {kind!r}: expected one of {', '.join(BOX_TRACKERS)}")
+    return classes[kind]
 
-        self._tracker = ByteTrackTracker(frame_rate=fps)
+
+class BoxTracks:
+    """A box tracker of ``trackers`` behind the engine's tracker interface: each tracked box keeps its detection's mask."""
+
+    def __init__(self, tracker_class: type, fps: float, first_id: int = 1) -> None:
+        self._tracker = tracker_class(frame_rate=fps)
         self._uids: dict[int, str] = {}
         self.next_id = first_id
 
-    def update(self, det: Detections, pts: float, frame: int | None = None) -> FrameTracks:
+    def update(self, det: Detections, pts: float, frame: int | None = None, image: np.ndarray | None = None) -> FrameTracks:
+        """``image`` is accepted and ignored: these trackers use no camera-motion compensation."""
         import supervision as sv
 
         boxes = sv.Detections(xyxy=det.boxes.reshape(-1, 4), confidence=det.scores, class_id=det.class_ids,
@@ -91,15 +127,75 @@ class ByteTrackBoxes:
         return FrameTracks(frame, pts, observations)
 
 
-def bytetrack_mots(det_path: Path, out: Path, fps: float) -> None:
-    """Track a MOTS detection file with ByteTrack (boxes) through the engine and write MOTS results with the detections' masks."""
+def engine_mots(det_path: Path, out: Path, tracker: Callable[[int], object], fps: float, first_frame: int,
+                frames: int, images: Path | None = None, backfill_frames: int = 1) -> None:
+    """Track a MOTS detection file through the engine (with the video's frames when ``images`` is a folder) into MOTS results.
+
+    ``first_frame`` and ``frames`` come from the ground truth, so the results are numbered as it is even
+    when the detections of the first or last frames are all missed.
+    """
     from maskwatch.engine import Engine
     from maskwatch.outputs import MotsFile
-    from maskwatch.sources import replay_frames
+    from segmenter.replay import ReplayConfig, ReplaySegmenter
+
+    replay = ReplaySegmenter(ReplayConfig(path=str(det_path), first_frame=first_frame))
+    engine = Engine(replay, tracker, None, [MotsFile(out, first_frame)], backfill_frames=backfill_frames)
+    for frame in _frames(frames, fps, images):
+        engine.process([frame])
+    engine.close()
+
+
+def _frames(count: int, fps: float, images: Path | None) -> Iterator:
+    from maskwatch.sources import FrameSource, replay_frames
+
+    if images is None:
+        yield from replay_frames(count, fps, 0.0)
+        return
+    for frame, _ in zip(FrameSource(images, fps).frames(), range(count)):
+        yield frame
+
+
+def box_mots(kind: str, det_path: Path, out: Path, fps: float, first_frame: int, frames: int,
+             images: Path | None = None) -> None:
+    """Track a MOTS detection file with the box tracker ``kind`` (see :data:`BOX_TRACKERS`) through the engine."""
+    cls = box_tracker_class(kind)
+    engine_mots(det_path, out, lambda first_id: BoxTracks(cls, fps, first_id), fps, first_frame, frames, images)
+
+
+def bytetrack_mots(det_path: Path, out: Path, fps: float) -> None:
+    """Track a MOTS detection file with ByteTrack (boxes) through the engine and write MOTS results with the detections' masks."""
     from segmenter.replay import ReplayConfig, ReplaySegmenter
 
     replay = ReplaySegmenter(ReplayConfig(path=str(det_path)))
-    engine = Engine(replay, lambda first_id: ByteTrackBoxes(fps, first_id), None, [MotsFile(out, replay.first_frame)])
-    for frame in replay_frames(replay.frame_count(), fps, 0.0):
-        engine.process([frame])
-    engine.close()
+    box_mots("bytetrack", det_path, out, fps, replay.first_frame, replay.frame_count())
+
+
+def perfect_mots(gt_path: Path, det_path: Path, out: Path) -> None:
+    """The association ceiling: each detection gets the id of the ground-truth object it covers best.
+
+    Detections and objects are paired one to one (Hungarian on mask IoU, at least
+    :data:`PERFECT_IOU`); detections left unpaired (false positives, merges that
+    cover neither object well) are dropped, so no identity is ever wrong or
+    split and no false positive survives that a tracker could have filtered.
+    """
+    gt: dict[int, list] = {}
+    for r in read_mots(gt_path):
+        if r.class_id in (1, 2):
+            gt.setdefault(r.frame, []).append(r)
+    det: dict[int, list] = {}
+    for d in read_mots_detections(det_path):
+        det.setdefault(d.frame, []).append(d)
+    with out.open("w") as handle:
+        for frame in sorted(det):
+            rows, objects = det[frame], gt.get(frame, [])
+            if not objects:
+                continue
+            masks = [d.mask() for d in rows]
+            iou = mask_iou_matrix(masks, [r.mask() for r in objects])
+            pairs = [(i, j) for i, j in zip(*linear_sum_assignment(-iou)) if iou[i, j] >= PERFECT_IOU]
+            kept = resolve_overlaps([masks[i] for i, _ in pairs], [rows[i].score for i, _ in pairs])
+            height, width = rows[0].height, rows[0].width
+            for (i, j), mask in sorted(zip(pairs, kept), key=lambda p: objects[p[0][1]].obj_id):
+                if mask.area:
+                    handle.write(format_mots_line(frame, objects[j].obj_id, rows[i].class_id,
+                                                  mask.to_rle(height, width)) + "\n")

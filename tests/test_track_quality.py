@@ -51,3 +51,32 @@ def test_noisy_input_beats_bytetrack(gt, work):
     theirs = evaluate_mots(gt, work / "bytetrack.txt")
     assert ours["HOTA"] > theirs["HOTA"], (ours, theirs)
     assert ours["AssA"] > theirs["AssA"]
+
+
+def test_frames_carry_the_video_images_only_where_there_are_some(shared_data):
+    from bench.reference import _frames
+
+    with_images = list(_frames(3, FPS, shared_data / "mots20_05" / "img1"))
+    assert [f.index for f in with_images] == [0, 1, 2] and all(f.image.shape == (480, 640, 3) for f in with_images)
+    assert all(f.image is None for f in _frames(3, 10.0, None))
+
+
+def test_quality_harness_on_a_short_slice(shared_data, tmp_path):
+    """Every tracker, both levels, through workers' code path; perfect association is the ceiling it should be."""
+    from bench.tracker_quality import TRACKERS, aggregate, derive, run, sequences, tables
+    from tracker.config import TrackerConfig
+
+    seqs = [s for s in sequences(shared_data) if s.name in ("MOTS20-05", "KITTI-0011")]
+    assert [s.split for s in seqs] == ["tune", "tune"] and seqs[0].images is not None and seqs[1].images is None
+    results = run(seqs, TRACKERS, (0, 1), TrackerConfig(), jobs=1, work=tmp_path, max_frames=20)
+    assert len(results) == 2 * 3 * len(TRACKERS)  # clean once, noisy twice
+    rows = aggregate(results, {s.name: s.split for s in seqs})
+    assert rows[("tune", "MOTS20", "clean", "perfect")].hota == [100.0]
+    assert rows[("tune", "KITTI car", "clean", "perfect")].idf1 == [100.0]
+    noisy = rows[("tune", "MOTS20", "noisy", "perfect")]
+    assert len(noisy.hota) == 2 and noisy.idsw == [0, 0]
+    for tracker in TRACKERS:
+        assert all(a <= b for a, b in zip(rows[("tune", "MOTS20", "noisy", tracker)].idf1, noisy.idf1)), tracker
+    metrics, gaps = tables(rows, derive(rows))
+    assert any("| tune | MOTS20 | noisy | 2 |" in line for line in gaps)
+    assert len(metrics) == 2 + len(rows)
