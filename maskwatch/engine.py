@@ -40,7 +40,9 @@ class Tracker(Protocol):
 
     next_id: int
 
-    def update(self, detections: Detections, pts: float, frame: int | None = None) -> FrameTracks: ...
+    def update(
+        self, detections: Detections, pts: float, frame: int | None = None, image: np.ndarray | None = None
+    ) -> FrameTracks: ...
 
 
 @dataclass
@@ -119,7 +121,7 @@ class Engine:
                 self._retired.append(self.analyzer)
                 self.analyzer = self._make_analyzer()
         self._size = size
-        result = self.tracker.update(detections, frame.pts, frame.index)
+        result = self.tracker.update(detections, frame.pts, frame.index, image=frame.image)
         analysis = None
         if self.analyzer is not None:
             analysis = self.analyzer.update(frame.index, frame.pts, frame.ts, frame.image, result)

@@ -6,7 +6,7 @@ import pytest
 from segmenter import CropMask, Detections
 from tracker import MaskTracker, TrackerConfig, TrackState
 from tracker.association import assign
-from tracker.kalman import BoxKalman
+from tracker.kalman import KalmanBank
 from tracker.mots_output import mots_lines, resolve_overlaps
 
 H, W = 120, 240
@@ -39,13 +39,74 @@ class Feed:
 
 
 def test_kalman_learns_constant_velocity_per_second():
-    kf = BoxKalman(np.array([0, 0, 10, 20], float))
-    for step in range(1, 15):  # 30 px/s right, 20 px/s down, a step every 0.1 s
-        kf.predict(0.1)
-        kf.update(np.array([3 * step, 2 * step, 3 * step + 10, 2 * step + 20], float))
-    np.testing.assert_allclose(kf.x[4:], [30, 20], atol=0.5)
-    predicted = kf.predict(0.5)  # a gap of five steps
-    np.testing.assert_allclose(predicted, [57, 38, 67, 58], atol=0.5)
+    bank = KalmanBank()
+    bank.add(np.array([[0, 0, 10, 20], [100, 50, 140, 130]], float))
+    for step in range(1, 15):  # track 0: 30 px/s right, 20 px/s down; track 1 at rest; a step every 0.1 s
+        bank.predict(0.1)
+        bank.update(np.array([0, 1]), np.array([[3 * step, 2 * step, 3 * step + 10, 2 * step + 20], [100, 50, 140, 130]], float))
+    np.testing.assert_allclose(bank.x[0, 4:], [30, 20], atol=0.5)
+    np.testing.assert_allclose(bank.x[1, 4:], [0, 0], atol=0.5)
+    bank.predict(0.5)  # a gap of five steps
+    np.testing.assert_allclose(bank.boxes(), [[57, 38, 67, 58], [100, 50, 140, 130]], atol=0.5)
+
+
+def test_kalman_rows_are_independent_and_match_one_filter_alone():
+    """Batched updates give each track exactly what it would get alone, whatever subset is updated."""
+    rng = np.random.default_rng(0)
+    boxes = rng.uniform(0, 200, (5, 2)).repeat(2, axis=1)[:, [0, 2, 1, 3]] + [0, 0, 30, 60]
+    together, alone = KalmanBank(), [KalmanBank() for _ in boxes]
+    together.add(boxes)
+    for bank, box in zip(alone, boxes):
+        bank.add(box[None])
+    for _ in range(6):
+        rows = np.flatnonzero(rng.random(5) < 0.6)
+        measured = boxes[rows] + rng.normal(0, 2, (len(rows), 4))
+        together.predict(0.1)
+        together.update(rows, measured, noise_scale=np.where(rows % 2, 4.0, 1.0))
+        for row, bank in enumerate(alone):
+            bank.predict(0.1)
+            if row in rows:
+                bank.update(np.array([0]), measured[list(rows).index(row)][None], 4.0 if row % 2 else 1.0)
+    np.testing.assert_allclose(together.x, np.concatenate([b.x for b in alone]), atol=1e-9)
+    np.testing.assert_allclose(together.P, np.concatenate([b.P for b in alone]), atol=1e-9)
+    together.keep(np.array([4, 1]))
+    np.testing.assert_allclose(together.x, np.concatenate([alone[4].x, alone[1].x]))
+
+
+def test_kalman_noise_scale_makes_a_measurement_count_less():
+    """A partly seen object's box (larger measurement noise) moves the state less than a fully seen one's."""
+    trusted, doubted = KalmanBank(), KalmanBank()
+    for bank in (trusted, doubted):
+        bank.add(np.array([[0, 0, 20, 40]], float))
+        bank.predict(0.1)
+    trusted.update(np.array([0]), np.array([[10, 0, 30, 40]], float), 1.0)
+    doubted.update(np.array([0]), np.array([[10, 0, 30, 40]], float), 4.0)
+    assert 0 < doubted.x[0, 0] - 10 < trusted.x[0, 0] - 10
+
+
+def test_kalman_follows_the_camera_and_reupdates_along_a_gap():
+    bank = KalmanBank()
+    bank.add(np.array([[10, 10, 30, 50]], float))
+    for step in range(1, 6):  # 10 px/s right
+        bank.predict(0.1)
+        bank.update(np.array([0]), np.array([[10 + step, 10, 30 + step, 50]], float))
+    shift = np.array([[1.0, 0.0, 5.0], [0.0, 1.0, -3.0]])  # the camera panned: everything moved by (5, -3)
+    before = bank.boxes().copy()
+    bank.warp(shift)
+    np.testing.assert_allclose(bank.boxes(), before + [5, -3, 5, -3])
+    np.testing.assert_allclose(bank.saved_boxes(), before + [5, -3, 5, -3])
+    zoom = np.array([[2.0, 0.0, 0.0], [0.0, 2.0, 0.0]])
+    velocity = bank.x[0, 4:].copy()
+    bank.warp(zoom)
+    np.testing.assert_allclose(bank.x[0, 4:], 2 * velocity)
+    np.testing.assert_allclose(bank.boxes(), 2 * (before + [5, -3, 5, -3]))
+    # a gap of 10 frames (1 s) in which the object sped up to 40 px/s: the re-update learns it
+    saved = bank.saved_boxes()[0]
+    end = saved + [40, 0, 40, 0]
+    virtual = saved + np.linspace(0, 1, 11)[1:, None] * (end - saved)
+    bank.reupdate(0, virtual, np.full(10, 0.1))
+    assert bank.x[0, 4] > 30
+    np.testing.assert_allclose(bank.boxes()[0], end, atol=2)
 
 
 def test_assign_maximises_similarity_and_respects_threshold():

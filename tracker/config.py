@@ -25,6 +25,12 @@ class TrackerConfig(BaseModel):
     min_hits: int = Field(3, ge=1, description="Consecutive matched frames before a track is confirmed and gets its public id.")
     lost_seconds: float = Field(1.5, ge=0, description="Seconds a confirmed track may go unmatched (state 'lost') before removal; 0 removes it at its first unmatched frame.")
     class_consistent: bool = Field(True, description="Only match detections of the track's class.")
+    camera_motion: bool = Field(False, description="Estimate the camera's motion between frames (on background pixels) and move every track with it: for moving cameras; needs the frames.")
+    appearance_weight: float = Field(0.3, ge=0, le=1, description="Share of appearance (colours under the mask, or the segmenter's embeddings) in the matching score; mask IoU still decides which pairs may match.")
+    appearance_momentum: float = Field(0.9, ge=0, lt=1, description="How slowly a track's appearance follows new observations (exponential average).")
+    partial_noise: float = Field(2.0, ge=1, description="Measurement variance multiplier for a mask that touches another mask or the image border (partly seen: its box is not the object's).")
+    relink_speed: float = Field(1.5, ge=0, description="Re-linking: how far a lost object may have moved unseen, in its own heights per second; a new track found within reach of a lost one, of the same class and (with frames) the same look, takes the lost track's identity.")
+    relink_appearance: float = Field(0.75, ge=0, le=1, description="Re-linking: minimum appearance similarity when appearance is known.")
 
     @model_validator(mode="after")
     def _ordered_scores(self) -> TrackerConfig:

@@ -1,20 +1,32 @@
-"""Mask tracker: a Kalman filter per track for motion, mask IoU for association.
+"""Mask tracker: Kalman filters for motion, mask IoU and appearance for association.
 
 One ``update`` per frame, read top to bottom (as in SORT):
 
-1. predict every track's box and carry its last mask to the predicted box;
+1. move every track with the camera (when its motion is estimated), predict
+   every box, and carry each track's last mask to its predicted box;
 2. match high-score detections to confirmed tracks, then to lost ones;
 3. match low-score detections to the tracks still unmatched
    (ByteTrack's idea: a partly occluded object scores low but is still there);
-4. match the remaining high-score detections to tentative tracks;
-5. rescue: match what is left of both by buffered box IoU, for small or
+4. recover lost tracks from their last observed mask (OC-SORT's idea: after a
+   gap the Kalman prediction has drifted, the last observation has not);
+5. match the remaining high-score detections to tentative tracks;
+6. rescue: match what is left of both by buffered box IoU, for small or
    fast objects whose predicted mask no longer overlaps their new one;
-6. start tentative tracks from what is left, age and remove the rest.
+7. start tentative tracks from what is left, age and remove the rest.
+
+Mask IoU decides which pairs may match; among those, the assignment weighs in
+appearance (colours under the mask, or the segmenter's embeddings) so that two
+crossing objects keep their own ids. A track found again after a gap has its
+Kalman state re-run along the gap (OC-SORT's re-update). A mask that touches
+another or the image border is partly seen, so its box counts less.
 
 A track is ``tentative`` until ``min_hits`` consecutive matches, then
-``confirmed`` with a public id; unmatched it becomes ``lost`` and is
-``removed`` once ``lost_seconds`` have passed since its last match. Time is the
-frames' timestamps (``pts``), so dropped frames neither stretch nor shrink it.
+``confirmed`` with a public id, unless it is a lost track seen again elsewhere
+(within reach, same class, same look): then it takes that track's identity back
+(re-linking), so an occlusion does not add a count. Unmatched, a confirmed track
+becomes ``lost`` and is ``removed`` once ``lost_seconds`` have passed since its
+last match. Time is the frames' timestamps (``pts``), so dropped frames neither
+stretch nor shrink it.
 
 A confirmed track gets two ids: ``track_id``, small and readable, counted from
 ``first_id`` (a restarted tracker passes on its ``next_id``), and ``track_uid``,
@@ -31,13 +43,16 @@ import math
 import uuid
 from dataclasses import dataclass, field
 
+import cv2
 import numpy as np
 
 from segmenter.detections import Detections
-from segmenter.masks import CropMask, buffered_box_iou, mask_iou_matrix
+from segmenter.masks import CropMask, box_overlap_pairs, buffered_box_iou, mask_iou_matrix
+from tracker.appearance import appearance_similarity, blend, mask_histograms
 from tracker.association import Similarity, assign
+from tracker.camera_motion import CameraMotion, is_identity
 from tracker.config import TrackerConfig
-from tracker.kalman import BoxKalman
+from tracker.kalman import KalmanBank
 
 
 class TrackState(str, enum.Enum):
@@ -76,21 +91,23 @@ class FrameTracks:
     removed_ids: list[int] = field(default_factory=list)
 
 
-@dataclass
+@dataclass(eq=False)
 class _Track:
-    kalman: BoxKalman
-    mask: CropMask
+    mask: CropMask  # the last matched mask
     class_id: int
     class_name: str
     score: float
     start_frame: int
+    first_pts: float  # timestamp of the first match
     last_pts: float  # timestamp of the last match
     hits: int = 1
+    misses: int = 0  # frames since the last match
     state: TrackState = TrackState.TENTATIVE
     track_id: int = 0
     track_uid: str = ""
     history: list[tuple[int, float, CropMask, float]] = field(default_factory=list)  # (frame, pts, mask, score)
     predicted: CropMask | None = None
+    feature: np.ndarray | None = None  # running appearance
 
 
 class MaskTracker:
@@ -102,14 +119,19 @@ class MaskTracker:
         self.next_id = first_id  # the track_id the next confirmed track gets
         self.frame = -1
         self.pts: float | None = None
-        self._tracks: list[_Track] = []
+        self._tracks: list[_Track] = []  # row i of the Kalman bank is track i
+        self._kalman = KalmanBank()
+        self._camera = CameraMotion() if self.config.camera_motion else None
 
-    def update(self, detections: Detections, pts: float, frame: int | None = None) -> FrameTracks:
+    def update(
+        self, detections: Detections, pts: float, frame: int | None = None, image: np.ndarray | None = None
+    ) -> FrameTracks:
         """Consume one frame's detections; returns the tracks matched in it.
 
         ``pts`` is the frame's timestamp in seconds, strictly increasing; ``frame``
         the caller's frame index (default: the previous one + 1, from 0), which
-        observations carry so that skipped frames keep their numbers.
+        observations carry so that skipped frames keep their numbers. ``image``
+        (BGR), when given, feeds camera-motion compensation and appearance.
         """
         cfg = self.config
         frame = self.frame + 1 if frame is None else frame
@@ -119,52 +141,140 @@ class MaskTracker:
             raise ValueError(f"frame must increase: got {frame} after {self.frame}")
         dt = 0.0 if self.pts is None else pts - self.pts
         self.frame, self.pts = frame, pts
-        for track in self._tracks:
-            track.predicted = _predict_mask(track, dt)
+        if self._camera is not None and image is not None:
+            affine = self._camera.update(image, detections.masks)
+            if not is_identity(affine):
+                self._kalman.warp(affine)
+        self._kalman.predict(dt)
+        for track, (x0, y0, x1, y1) in zip(self._tracks, np.rint(self._kalman.boxes()).astype(int).tolist()):
+            track.predicted = track.mask.moved(x0, y0, x1 - x0, y1 - y0)
+        features = self._features(detections, image)
 
         high = np.flatnonzero(detections.scores >= cfg.high_score)
         low = np.flatnonzero((detections.scores >= cfg.low_score) & (detections.scores < cfg.high_score))
-
         confirmed = [t for t in self._tracks if t.state is TrackState.CONFIRMED]
         lost = [t for t in self._tracks if t.state is TrackState.LOST]
         tentative = [t for t in self._tracks if t.state is TrackState.TENTATIVE]
 
         # tracks seen last frame choose first, so a lost track cannot take a detection from them
-        matched, alive, rest_high = self._match(confirmed, detections, high, cfg.match_iou)
-        matched_lost, rest_lost, rest_high = self._match(lost, detections, rest_high, cfg.match_iou)
-        matched_low, rest_tracks, _ = self._match(alive + rest_lost, detections, low, cfg.low_match_iou)
-        matched_tent, rest_tent, rest_high = self._match(tentative, detections, rest_high, cfg.tentative_match_iou)
-        matched_rescue, _, rest_high = self._match(rest_tracks + rest_tent, detections, rest_high, cfg.rescue_iou, rescue=True)
+        match = self._match
+        matched, alive, rest_high = match(confirmed, detections, features, high, cfg.match_iou)
+        matched_lost, rest_lost, rest_high = match(lost, detections, features, rest_high, cfg.match_iou)
+        matched_low, rest_tracks, _ = match(alive + rest_lost, detections, features, low, cfg.low_match_iou)
+        gone = [t for t in rest_tracks if t.misses > 0]
+        recovered, _, rest_high = match(gone, detections, features, rest_high, cfg.match_iou, self._last_seen)
+        recovered_tracks = {id(t) for t, _ in recovered}
+        rest_tracks = [t for t in rest_tracks if id(t) not in recovered_tracks]
+        matched_tent, rest_tent, rest_high = match(tentative, detections, features, rest_high, cfg.tentative_match_iou)
+        rescued, _, rest_high = match(
+            rest_tracks + rest_tent, detections, features, rest_high, cfg.rescue_iou, self._rescue_similarity
+        )
 
         result = FrameTracks(self.frame, self.pts, [])
-        for track, det in matched + matched_lost + matched_low + matched_tent + matched_rescue:
-            self._apply_match(track, detections, det, result)
+        pairs = matched + matched_lost + matched_low + recovered + matched_tent + rescued
+        self._correct(pairs, detections, features)
+        for track, det in sorted(pairs, key=lambda p: p[0].state is TrackState.TENTATIVE):  # known tracks first:
+            self._observe_match(track, detections, det, result)  # a lost one seen again is no longer re-linkable
         for det in rest_high:
             if detections.scores[det] >= cfg.new_track_score:
-                self._start(detections, det, result)
+                self._start(detections, features, det, result)
         self._age(result, detections.image_size)
         return result
 
+    def _features(self, detections: Detections, image: np.ndarray | None) -> np.ndarray | None:
+        """Appearance vectors of this frame's detections: the segmenter's embeddings, else colours under the masks."""
+        embeddings = getattr(detections, "embeddings", None)
+        if embeddings is not None:
+            return embeddings
+        if image is None or not len(detections) or not (self.config.appearance_weight or self.config.relink_appearance):
+            return None
+        return mask_histograms(image, detections.masks)
+
     def _match(
-        self, tracks: list[_Track], detections: Detections, det_idx: np.ndarray, min_similarity: float, rescue: bool = False
+        self,
+        tracks: list[_Track],
+        detections: Detections,
+        features: np.ndarray | None,
+        det_idx: np.ndarray,
+        min_similarity: float,
+        similarity=None,
     ) -> tuple[list[tuple[_Track, int]], list[_Track], np.ndarray]:
-        """Assign ``tracks`` to detections ``det_idx``; returns matches and leftovers of both."""
+        """Assign ``tracks`` to detections ``det_idx``; returns matches and leftovers of both.
+
+        Pairs below ``min_similarity`` (mask IoU by default) never match; among the
+        others, appearance takes ``appearance_weight`` of the score.
+        """
         det_masks = [detections.masks[i] for i in det_idx]
-        if rescue:
-            sim = self._rescue_similarity(tracks, det_masks)
+        if not tracks or not det_masks:
+            return [], list(tracks), det_idx
+        if similarity is not None:
+            sim = similarity(tracks, det_masks)
         else:
             sim = self.similarity([t.predicted for t in tracks], det_masks)
-        if self.config.class_consistent and sim.size:
+        if self.config.class_consistent:
             track_classes = np.array([t.class_id for t in tracks])
             sim[track_classes[:, None] != detections.class_ids[det_idx][None, :]] = 0.0
+        weight = self.config.appearance_weight
+        known = [i for i, t in enumerate(tracks) if t.feature is not None]
+        if features is not None and weight and known:
+            look = sim.copy()
+            look[known] = appearance_similarity(np.stack([tracks[i].feature for i in known]), features[det_idx])
+            sim = np.where(sim >= min_similarity, (1 - weight) * sim + weight * look, 0.0)
+            min_similarity = 1e-9
         pairs, free_rows, free_cols = assign(sim, min_similarity)
         matches = [(tracks[r], int(det_idx[c])) for r, c in pairs]
         return matches, [tracks[r] for r in free_rows], det_idx[free_cols]
 
-    def _apply_match(self, track: _Track, detections: Detections, det: int, result: FrameTracks) -> None:
+    def _last_seen(self, tracks: list[_Track], det_masks: list[CropMask]) -> np.ndarray:
+        """Mask IoU with each track's last observed mask, where it was last seen (moved with the camera since)."""
+        rows = self._rows(tracks)
+        boxes = np.rint(self._kalman.saved_boxes()[rows]).astype(int).tolist()
+        last = [t.mask.moved(x0, y0, x1 - x0, y1 - y0) for t, (x0, y0, x1, y1) in zip(tracks, boxes)]
+        return mask_iou_matrix(last, det_masks)
+
+    def _rescue_similarity(self, tracks: list[_Track], det_masks: list[CropMask]) -> np.ndarray:
+        """Rescue similarity: buffered box IoU (C-BIoU) of predicted and detected boxes.
+
+        For objects that moved further than their own size (small, fast, or after a
+        gap), where the predicted mask no longer overlaps the new one.
+        """
+        return buffered_box_iou(
+            np.array([t.predicted.box() for t in tracks]), np.array([m.box() for m in det_masks]), self.config.rescue_buffer
+        )
+
+    def _correct(self, pairs: list[tuple[_Track, int]], detections: Detections, features: np.ndarray | None) -> None:
+        """Kalman update of every matched track in one call; tracks back from a gap re-run it along the gap."""
+        if not pairs:
+            return
+        noise = self._partial_noise(detections)
+        rows = self._rows([t for t, _ in pairs])
+        dets = np.array([d for _, d in pairs])
+        gap = np.array([t.misses for t, _ in pairs]) > 0
+        self._kalman.update(rows[~gap], detections.boxes[dets[~gap]], noise[dets[~gap]])
+        saved = self._kalman.saved_boxes()
+        for (track, det), row in zip([p for p, g in zip(pairs, gap) if g], rows[gap]):
+            steps = track.misses + 1
+            fractions = np.arange(1, steps + 1)[:, None] / steps
+            virtual = saved[row] + fractions * (detections.boxes[det] - saved[row])
+            self._kalman.reupdate(row, virtual, np.full(steps, (self.pts - track.last_pts) / steps), noise[det])
+        if features is not None:
+            for track, det in pairs:
+                track.feature = blend(track.feature, features[det], self.config.appearance_momentum)
+
+    def _partial_noise(self, detections: Detections) -> np.ndarray:
+        """Measurement variance factor per detection: ``partial_noise`` for a mask touching another or the border."""
+        height, width = detections.image_size
+        boxes = detections.boxes
+        partial = (boxes[:, 0] <= 0) | (boxes[:, 1] <= 0) | (boxes[:, 2] >= width) | (boxes[:, 3] >= height)
+        grown = boxes + np.array([-1, -1, 1, 1], dtype=np.float32)
+        for i, j in zip(*box_overlap_pairs(grown, boxes)):
+            if i < j and not (partial[i] and partial[j]) and _touch(detections.masks[i], detections.masks[j]):
+                partial[i] = partial[j] = True
+        return np.where(partial, self.config.partial_noise, 1.0)
+
+    def _observe_match(self, track: _Track, detections: Detections, det: int, result: FrameTracks) -> None:
         mask = detections.masks[det]
-        track.kalman.update(mask.box())
-        track.mask, track.score, track.last_pts = mask, float(detections.scores[det]), self.pts
+        track.mask, track.score, track.last_pts, track.misses = mask, float(detections.scores[det]), self.pts, 0
         track.hits += 1
         if track.state is TrackState.TENTATIVE:
             track.history.append((self.frame, self.pts, mask, track.score))
@@ -177,27 +287,76 @@ class MaskTracker:
         if track.state is TrackState.CONFIRMED:
             result.tracks.append(self._observe(track, self.frame, self.pts, mask, track.score))
 
-    def _start(self, detections: Detections, det: int, result: FrameTracks) -> None:
+    def _start(self, detections: Detections, features: np.ndarray | None, det: int, result: FrameTracks) -> None:
         mask = detections.masks[det]
         track = _Track(
-            kalman=BoxKalman(mask.box()),
             mask=mask,
             class_id=int(detections.class_ids[det]),
             class_name=str(detections.class_names[det]),
             score=float(detections.scores[det]),
             start_frame=self.frame,
+            first_pts=self.pts,
             last_pts=self.pts,
+            feature=None if features is None else features[det].copy(),
         )
+        self._kalman.add(mask.box()[None])
+        self._tracks.append(track)
         if self.config.min_hits <= 1:
             self._confirm(track)
             result.tracks.append(self._observe(track, self.frame, self.pts, mask, track.score))
         else:
             track.history.append((self.frame, self.pts, mask, track.score))
-        self._tracks.append(track)
 
     def _confirm(self, track: _Track) -> None:
-        track.state, track.track_id, track.track_uid = TrackState.CONFIRMED, self.next_id, uuid.uuid4().hex
-        self.next_id += 1
+        """Give a track its public identity: a lost track's it continues (re-linking), else a new one."""
+        track.state = TrackState.CONFIRMED
+        old = self._relink(track)
+        if old is None:
+            track.track_id, track.track_uid = self.next_id, uuid.uuid4().hex
+            self.next_id += 1
+            return
+        track.track_id, track.track_uid, track.start_frame = old.track_id, old.track_uid, old.start_frame
+        track.hits += old.hits
+        if old.feature is not None and track.feature is not None:
+            track.feature = blend(old.feature, track.feature, 0.5)
+        old.state = TrackState.REMOVED  # continued by ``track``: dropped in ``_age`` without a removal
+
+    def _relink(self, track: _Track) -> _Track | None:
+        """The lost track this new one continues, if any: same class, last seen before it began, within reach, same look.
+
+        Reach is ``relink_speed`` of the lost object's heights per second since it
+        was last seen (plus half a height); with appearance known on both sides it
+        must be at least ``relink_appearance`` alike. The closest look, else the
+        nearest, wins.
+        """
+        cfg = self.config
+        if not track.history or cfg.relink_speed <= 0:
+            return None
+        first = track.history[0][2].box()
+        first_centre, first_h = (first[:2] + first[2:]) / 2, max(float(first[3] - first[1]), 1.0)
+        saved = self._kalman.saved_boxes()
+        best, best_score = None, -np.inf
+        for row, old in enumerate(self._tracks):
+            if old.state is not TrackState.LOST or old.last_pts >= track.first_pts or old.last_pts == self.pts:
+                continue
+            if cfg.class_consistent and old.class_id != track.class_id:
+                continue
+            box = saved[row]
+            height = max(float(box[3] - box[1]), 1.0)
+            if not 2 / 3 <= first_h / height <= 3 / 2:
+                continue
+            distance = float(np.hypot(*(first_centre - (box[:2] + box[2:]) / 2))) / height
+            if distance > 0.5 + cfg.relink_speed * (track.first_pts - old.last_pts):
+                continue
+            score = -distance
+            if old.feature is not None and track.feature is not None:
+                look = float(appearance_similarity(old.feature[None], track.feature[None])[0, 0])
+                if look < cfg.relink_appearance:
+                    continue
+                score = look - 0.01 * distance
+            if score > best_score:
+                best, best_score = old, score
+        return best
 
     def _age(self, result: FrameTracks, image_size: tuple[int, int]) -> None:
         """Unmatched tentative tracks die at once; confirmed ones go lost, then removed.
@@ -205,19 +364,29 @@ class MaskTracker:
         A lost track predicted to have left the image is removed at once: kept, it
         would wait at the border and take the next object that enters there.
         """
-        survivors = []
-        for track in self._tracks:
+        keep = []
+        for row, track in enumerate(self._tracks):
+            if track.state is TrackState.REMOVED:  # continued by a re-linked track
+                continue
             if track.last_pts == self.pts:
-                survivors.append(track)
-            elif track.state is TrackState.TENTATIVE:
+                keep.append(row)
+                continue
+            track.misses += 1
+            if track.state is TrackState.TENTATIVE:
                 track.state = TrackState.REMOVED
             elif self.pts - track.last_pts > self.config.lost_seconds or _left_image(track.predicted, image_size):
                 track.state = TrackState.REMOVED
                 result.removed_ids.append(track.track_id)
             else:
                 track.state = TrackState.LOST
-                survivors.append(track)
-        self._tracks = survivors
+                keep.append(row)
+        if len(keep) < len(self._tracks):
+            self._tracks = [self._tracks[row] for row in keep]
+            self._kalman.keep(np.array(keep, dtype=np.intp))
+
+    def _rows(self, tracks: list[_Track]) -> np.ndarray:
+        index = {id(t): row for row, t in enumerate(self._tracks)}
+        return np.array([index[id(t)] for t in tracks], dtype=np.intp)
 
     def _observe(self, track: _Track, frame: int, pts: float, mask: CropMask, score: float) -> TrackObservation:
         return TrackObservation(
@@ -235,25 +404,32 @@ class MaskTracker:
             state=track.state,
         )
 
-    def _rescue_similarity(self, tracks: list[_Track], det_masks: list[CropMask]) -> np.ndarray:
-        """Rescue similarity: buffered box IoU (C-BIoU) of predicted and detected boxes.
-
-        For objects that moved further than their own size (small, fast, or after a
-        gap), where the predicted mask no longer overlaps the new one.
-        """
-        return buffered_box_iou(
-            np.array([t.predicted.box() for t in tracks]), np.array([m.box() for m in det_masks]), self.config.rescue_buffer
-        )
-
     @property
     def active(self) -> list[_Track]:
         return list(self._tracks)
 
 
-def _predict_mask(track: _Track, dt: float) -> CropMask:
-    """Advance the track's Kalman filter by ``dt`` seconds and carry its last mask onto the predicted box."""
-    x0, y0, x1, y1 = track.kalman.predict(dt)
-    return track.mask.moved(round(x0), round(y0), round(x1 - x0), round(y1 - y0))
+_NEIGHBOURS = np.ones((3, 3), np.uint8)
+
+
+def _touch(a: CropMask, b: CropMask) -> bool:
+    """Whether two masks overlap or are 8-neighbours somewhere: ``a``, grown by a pixel, meets ``b``.
+
+    Only the strip where ``a``'s grown window meets ``b``'s is looked at, so touching
+    masks cost a few hundred pixels, not their whole crops.
+    """
+    x0, y0, x1, y1 = max(a.x0 - 1, b.x0), max(a.y0 - 1, b.y0), min(a.x1 + 1, b.x1), min(a.y1 + 1, b.y1)
+    if x1 <= x0 or y1 <= y0:
+        return False
+    near_b = b.crop[y0 - b.y0 : y1 - b.y0, x0 - b.x0 : x1 - b.x0]
+    if not near_b.any():
+        return False
+    near_a = np.zeros((y1 - y0 + 2, x1 - x0 + 2), np.uint8)  # a's pixels in the strip and one pixel around it
+    sx0, sy0, sx1, sy1 = max(x0 - 1, a.x0), max(y0 - 1, a.y0), min(x1 + 1, a.x1), min(y1 + 1, a.y1)
+    if sx1 <= sx0 or sy1 <= sy0:
+        return False
+    near_a[sy0 - y0 + 1 : sy1 - y0 + 1, sx0 - x0 + 1 : sx1 - x0 + 1] = a.crop[sy0 - a.y0 : sy1 - a.y0, sx0 - a.x0 : sx1 - a.x0]
+    return bool(np.any(cv2.dilate(near_a, _NEIGHBOURS)[1:-1, 1:-1].view(bool) & near_b))
 
 
 def _left_image(mask: CropMask, image_size: tuple[int, int]) -> bool:
