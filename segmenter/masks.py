@@ -8,6 +8,8 @@ the overlap window, and RLE (pycocotools) is produced only at the file boundary.
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import cv2
@@ -63,8 +65,66 @@ class CropMask:
 
     @classmethod
     def from_rle(cls, rle: dict) -> CropMask:
-        """Decode a COCO RLE (``{'size': [h, w], 'counts': ...}``)."""
-        return cls.from_full(mask_utils.decode(rle).astype(bool))
+        """Decode a COCO RLE (``{'size': [h, w], 'counts': str | bytes | list}``) straight into its crop.
+
+        Raises ValueError when the counts are malformed or do not cover ``h * w`` pixels.
+        """
+        height, width = (int(v) for v in rle["size"])
+        counts = rle["counts"]
+        if isinstance(counts, str | bytes):
+            return cls.from_rles([counts], height, width)[0]
+        runs = np.asarray(counts, dtype=np.int64)
+        if (runs < 0).any():
+            raise ValueError("negative run length")
+        return cls.from_runs(_checked_total(runs, height, width), height)
+
+    @classmethod
+    def from_rles(cls, counts: Sequence[str] | Sequence[bytes], height: int, width: int) -> list[CropMask]:
+        """Decode many compressed RLE strings of one frame size (a frame's masks) with one vectorised parse."""
+        runs, offsets = rle_runs_batch(counts)
+        return [
+            cls.from_runs(_checked_total(runs[start:stop], height, width), height)
+            for start, stop in zip(offsets[:-1].tolist(), offsets[1:].tolist())
+        ]
+
+    @classmethod
+    def from_runs(cls, runs: np.ndarray, height: int) -> CropMask:
+        """The crop of column-major run lengths (zeros first) in a frame ``height`` pixels tall.
+
+        Only the crop window is written: runs are cut at column boundaries, and each
+        column of the crop is built from its runs' start and end rows.
+        """
+        begins, lengths = np.cumsum(runs)[:-1:2], runs[1::2]  # the odd runs are the ones
+        if not lengths.all():
+            keep = np.flatnonzero(lengths)
+            begins, lengths = begins[keep], lengths[keep]
+        if lengths.size == 0:
+            return cls(np.zeros((0, 0), dtype=bool), 0, 0)
+        col, top = np.divmod(begins, height)
+        bottom = top + lengths
+        if bottom.max() > height:  # runs crossing into the next column: one piece per column they touch
+            pieces = (bottom - 1) // height + 1
+            run = np.repeat(np.arange(begins.size), pieces)
+            step = np.arange(run.size) - np.repeat(np.cumsum(pieces) - pieces, pieces)
+            col = col[run] + step
+            top, bottom = np.where(step > 0, 0, top[run]), np.minimum(bottom[run] - step * height, height)
+        x0, y0 = int(col[0]), int(top.min())
+        crop_w, crop_h = int(col[-1]) + 1 - x0, int(bottom.max()) - y0
+        if y0:
+            top, bottom = top - y0, bottom - y0
+        if x0:
+            col = col - x0
+        columns = None
+        if col.size <= _SPARSE_RUNS_PER_COLUMN * crop_w:
+            columns = _columns_from_steps(col, top, bottom, crop_w, crop_h)
+        if columns is None:  # many runs per column (noise): lay the runs out in the crop's own column-major order
+            bounds = np.empty(2 * col.size + 2, dtype=np.int64)
+            bounds[0], bounds[-1] = 0, crop_w * crop_h
+            bounds[1:-1:2], bounds[2:-1:2] = col * crop_h + top, col * crop_h + bottom
+            values = np.zeros(bounds.size - 1, dtype=np.uint8)
+            values[1::2] = 1
+            columns = np.repeat(values, np.diff(bounds)).reshape(crop_w, crop_h)
+        return cls(cv2.transpose(columns).view(bool), x0, y0)
 
     def to_full(self, height: int, width: int) -> np.ndarray:
         """Paste into an ``(height, width)`` frame, clipping what falls outside."""
@@ -78,24 +138,25 @@ class CropMask:
     def to_rle(self, height: int, width: int) -> dict:
         """COCO RLE of the mask in an ``(height, width)`` frame; counts as str.
 
-        Runs are computed over the crop's columns only (RLE is column-major, so the
-        columns left and right of the crop are one run each): no full-frame array.
+        Run boundaries are found on the crop's columns alone, each padded with a
+        zero above and below (RLE is column-major: the frame around the crop is
+        zeros), then placed in the frame: no frame-tall array.
         """
         m = self.clipped(height, width)
         if m.area == 0:
             counts = [height * width]
         else:
-            columns = np.zeros((m.x1 - m.x0, height), dtype=bool)  # one row per frame column in the crop's span
-            columns[:, m.y0 : m.y1] = m.crop.T
-            flat = columns.ravel()
+            crop_h, crop_w = m.crop.shape
+            padded = np.zeros((crop_w, crop_h + 2), dtype=np.uint8)
+            padded[:, 1:-1] = cv2.transpose(m.crop.view(np.uint8))
+            flat = padded.ravel()
             edges = np.flatnonzero(flat[1:] != flat[:-1]) + 1
-            counts = np.diff(np.concatenate(([0], edges, [flat.size]))).tolist()
-            if flat[0]:
-                counts.insert(0, 0)  # RLE starts with a (here empty) run of zeros
-            if flat[-1]:
-                counts.append(0)
-            counts[0] += m.x0 * height
-            counts[-1] += (width - m.x1) * height
+            col, row = np.divmod(edges, crop_h + 2)
+            bounds = (m.x0 + col) * height + m.y0 + row - 1
+            if crop_h == height:  # a run ending at a column's bottom and one starting at the next top are one run
+                joined = np.flatnonzero(bounds[1:] == bounds[:-1])
+                bounds = np.delete(bounds, np.concatenate((joined, joined + 1)))
+            counts = np.diff(bounds, prepend=0, append=height * width).tolist()
             if counts[-1] == 0:
                 counts.pop()  # as pycocotools writes it: no empty run at the end
         rle = mask_utils.frPyObjects({"size": [height, width], "counts": counts}, height, width)
@@ -135,8 +196,152 @@ class CropMask:
         width, height = max(int(width), 1), max(int(height), 1)
         crop = self.crop
         if crop.size and (crop.shape[1] != width or crop.shape[0] != height):
-            crop = cv2.resize(crop.view(np.uint8), (width, height), interpolation=cv2.INTER_NEAREST).astype(bool)
+            crop = cv2.resize(crop.view(np.uint8), (width, height), interpolation=cv2.INTER_NEAREST).view(bool)
         return CropMask(crop, int(x0), int(y0))
+
+
+def rle_runs(counts: str | bytes) -> np.ndarray:
+    """Run lengths (int64) of one compressed COCO RLE string; see :func:`rle_runs_batch`."""
+    return rle_runs_batch([counts])[0]
+
+
+def rle_runs_batch(counts: Sequence[str] | Sequence[bytes]) -> tuple[np.ndarray, np.ndarray]:
+    """Run lengths of many compressed COCO RLE strings in one vectorised pass: ``runs[offsets[i]:offsets[i + 1]]``.
+
+    pycocotools' variant of LEB128: each character is ``48 + 6 bits``, bit 0x20
+    continues the number, 5-bit chunks come low first, 0x10 in the last chunk
+    makes it negative, and runs after the third are stored as differences to the
+    run two back. Raises ValueError (the messages of :func:`_rle_runs_exact`, for
+    the first bad string) on characters outside the alphabet, a truncated number
+    or a negative run.
+    """
+    lengths = np.fromiter(map(len, counts), dtype=np.int64, count=len(counts))
+    try:
+        data = "".join(counts).encode("ascii") if counts and isinstance(counts[0], str) else b"".join(counts)
+    except UnicodeEncodeError:
+        return _rle_runs_exact_batch(counts)
+    codes = np.frombuffer(data, dtype=np.uint8)
+    if codes.size and (codes.min() < 48 or codes.max() >= 112):
+        return _rle_runs_exact_batch(counts)
+    digits6 = codes - np.uint8(48)
+    last = np.flatnonzero(digits6 < 0x20)  # the last character of every number: no continuation bit
+    char_ends = np.cumsum(lengths)
+    offsets = np.zeros(len(counts) + 1, dtype=np.int64)
+    offsets[1:] = np.searchsorted(last, char_ends)  # numbers ending before each string's end
+    if (lengths > 0).any() and (digits6[char_ends[lengths > 0] - 1] >= 0x20).any():
+        return _rle_runs_exact_batch(counts)  # a string ends inside a number
+    first = np.empty_like(last)
+    first[:1], first[1:] = 0, last[:-1] + 1
+    digits = last - first + 1
+    longest = int(digits.max()) if last.size else 0
+    if longest > 12:  # 5 bits a digit: longer numbers leave int64
+        return _rle_runs_exact_batch(counts)
+    chunks = digits6 & np.uint8(0x1F)
+    raw = chunks[first].astype(np.int64)
+    for k in range(1, longest):  # the k-th chunk of the numbers that have one
+        longer = np.flatnonzero(digits > k)
+        raw[longer] |= chunks[first[longer] + k].astype(np.int64) << (5 * k)
+    negative = np.flatnonzero(chunks[last] & 0x10)
+    raw[negative] -= np.left_shift(1, 5 * digits[negative])
+    if float(np.abs(raw).sum()) >= 2.0**62:  # partial sums below could leave int64
+        return _rle_runs_exact_batch(counts)
+    index = np.arange(raw.size) - np.repeat(offsets[:-1], np.diff(offsets))  # of each number in its string
+    # runs[m] += runs[m - 2] for m > 2: running sums over the odd runs from run 1 and over the even ones from run 2
+    runs = raw.copy()
+    for parity in (1, 0):
+        chain = np.flatnonzero((index % 2 == parity) & (index >= 1))
+        sums = np.cumsum(raw[chain])
+        start = index[chain] <= 2
+        before = sums[start] - raw[chain][start]  # what the chains before this one summed up
+        runs[chain] = sums - np.repeat(before, np.diff(np.append(np.flatnonzero(start), chain.size)))
+    if (runs < 0).any():
+        return _rle_runs_exact_batch(counts)
+    return runs, offsets
+
+
+def _rle_runs_exact_batch(counts: Sequence[str] | Sequence[bytes]) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`rle_runs_batch` string by string, in Python: the first bad string raises its error."""
+    parts = [_rle_runs_exact(c if isinstance(c, str) else c.decode("latin-1")) for c in counts]
+    offsets = np.zeros(len(parts) + 1, dtype=np.int64)
+    offsets[1:] = np.cumsum([p.size for p in parts])
+    return (np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)), offsets
+
+
+def _rle_runs_exact(counts: str) -> np.ndarray:
+    """Character by character, as pycocotools reads it: the error messages, and numbers too long for int64."""
+    runs: list[int] = []
+    i, n = 0, len(counts)
+    while i < n:
+        value, shift, more = 0, 0, True
+        while more:
+            if i >= n:
+                raise ValueError("truncated run length")
+            c = ord(counts[i]) - 48
+            if not 0 <= c < 64:
+                raise ValueError(f"invalid character {counts[i]!r}")
+            value |= (c & 0x1F) << (5 * shift)
+            more = bool(c & 0x20)
+            i += 1
+            shift += 1
+            if not more and c & 0x10:
+                value |= -1 << (5 * shift)
+        if len(runs) > 2:
+            value += runs[-2]  # runs after the third are stored as differences to the run two back
+        if value < 0:
+            raise ValueError("negative run length")
+        runs.append(value)
+    return np.array(runs, dtype=object if runs and max(runs) >= 2**62 else np.int64)
+
+
+_SPARSE_RUNS_PER_COLUMN = 4  # above this many runs per column on average, laying runs out beats copying rows
+_MAX_RUNS_IN_A_COLUMN = 16  # ... and above this many in one column (one pass per run of a column)
+
+
+def _columns_from_steps(
+    col: np.ndarray, top: np.ndarray, bottom: np.ndarray, width: int, height: int
+) -> np.ndarray | None:
+    """``(width, height)`` uint8: column ``col[i]`` has ones on rows ``top[i]:bottom[i]`` (runs sorted, disjoint).
+
+    A run is the XOR of two step rows (ones from ``top``, ones from ``bottom``),
+    each a view into one 0...01...1 template: whole-row copies instead of a
+    per-pixel prefix sum. None when a column holds too many runs for that.
+    """
+    steps = np.lib.stride_tricks.as_strided(_step_template(height), (height + 1, height), (1, 1), writeable=False)
+    rows = steps[height - top]  # row k of steps: ones from row height - k on
+    rows ^= steps[height - bottom]
+    new_column = np.diff(col) > 0
+    if new_column.all():  # at most one run per column
+        if col.size == width:
+            return rows
+        columns = np.zeros((width, height), dtype=np.uint8)
+        columns[col] = rows
+        return columns
+    starts = np.flatnonzero(np.concatenate(([True], new_column)))  # first run of every column that has runs
+    rank = np.arange(col.size) - np.repeat(starts, np.diff(np.append(starts, col.size)))  # of a run in its column
+    passes = int(rank.max()) + 1
+    if passes > _MAX_RUNS_IN_A_COLUMN:
+        return None
+    columns = np.zeros((width, height), dtype=np.uint8)
+    for r in range(passes):
+        chosen = np.flatnonzero(rank == r)
+        columns[col[chosen]] |= rows[chosen]
+    return columns
+
+
+@functools.lru_cache(maxsize=64)
+def _step_template(height: int) -> np.ndarray:
+    """``height`` zeros then ``height`` ones: every step row of a column ``height`` tall is a window of it."""
+    template = np.zeros(2 * height, dtype=np.uint8)
+    template[height:] = 1
+    template.flags.writeable = False
+    return template
+
+
+def _checked_total(runs: np.ndarray, height: int, width: int) -> np.ndarray:
+    total = int(runs.sum())
+    if total != height * width:
+        raise ValueError(f"RLE covers {total} pixels, expected img_h*img_w = {height * width}")
+    return runs
 
 
 def _unpickle(bits: np.ndarray, shape: tuple[int, int], x0: int, y0: int) -> CropMask:

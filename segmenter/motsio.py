@@ -17,8 +17,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from common import InputError
-from segmenter.masks import CropMask
+from segmenter.masks import CropMask, rle_runs, rle_runs_batch
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,7 +35,7 @@ class MotsRecord:
     rle: str
 
     def mask(self) -> CropMask:
-        return CropMask.from_rle({"size": [self.height, self.width], "counts": self.rle.encode("ascii")})
+        return CropMask.from_rle({"size": [self.height, self.width], "counts": self.rle})
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,36 +50,15 @@ class MotsDetection:
     rle: str
 
     def mask(self) -> CropMask:
-        return CropMask.from_rle({"size": [self.height, self.width], "counts": self.rle.encode("ascii")})
+        return CropMask.from_rle({"size": [self.height, self.width], "counts": self.rle})
 
 
 def rle_total(counts: str) -> int:
     """Sum of the run lengths of a compressed COCO RLE string (pycocotools' LEB128 variant).
 
-    Raises ValueError on characters outside the alphabet or a truncated number.
+    Raises ValueError on characters outside the alphabet, a truncated number or a negative run.
     """
-    runs: list[int] = []
-    i, n = 0, len(counts)
-    while i < n:
-        value, shift, more = 0, 0, True
-        while more:
-            if i >= n:
-                raise ValueError("truncated run length")
-            c = ord(counts[i]) - 48
-            if not 0 <= c < 64:
-                raise ValueError(f"invalid character {counts[i]!r}")
-            value |= (c & 0x1F) << (5 * shift)
-            more = bool(c & 0x20)
-            i += 1
-            shift += 1
-            if not more and c & 0x10:
-                value |= -1 << (5 * shift)
-        if len(runs) > 2:
-            value += runs[-2]  # runs after the third are stored as differences to the run two back
-        if value < 0:
-            raise ValueError("negative run length")
-        runs.append(value)
-    return sum(runs)
+    return int(rle_runs(counts).sum())
 
 
 def _int(text: str, name: str) -> int:
@@ -95,6 +76,46 @@ def check_rle(height: int, width: int, rle: str) -> None:
         raise ValueError(f"RLE covers {total} pixels, expected img_h*img_w = {height * width}")
 
 
+_CHECK_LINES = 4096  # lines whose masks are validated in one vectorised pass (bounds the temporary arrays)
+
+
+class _RleChecker:
+    """Validates the masks of a file's lines in batches; raises at the first bad one, naming its line.
+
+    Line order is kept: :meth:`flush` runs before a line's own field error is raised,
+    so a mask error on an earlier line is the one reported, as when lines were checked one by one.
+    """
+
+    def __init__(self, path: Path | str) -> None:
+        self.path = path
+        self.lines: list[tuple[int, int, int, str]] = []  # (lineno, height, width, rle)
+
+    def add(self, lineno: int, height: int, width: int, rle: str) -> None:
+        self.lines.append((lineno, height, width, rle))
+        if len(self.lines) >= _CHECK_LINES:
+            self.flush()
+
+    def flush(self) -> None:
+        lines, self.lines = self.lines, []
+        if not lines:
+            return
+        sizes = np.array([(h, w) for _, h, w, _ in lines], dtype=np.int64)
+        if (sizes > 0).all():
+            try:
+                runs, offsets = rle_runs_batch([rle for *_, rle in lines])
+            except ValueError:
+                pass
+            else:
+                sums = np.concatenate(([0], np.cumsum(runs)))
+                if ((sums[offsets[1:]] - sums[offsets[:-1]]) == sizes[:, 0] * sizes[:, 1]).all():
+                    return
+        for lineno, height, width, rle in lines:  # something is wrong: find the first bad line and its message
+            try:
+                check_rle(height, width, rle)
+            except ValueError as exc:
+                raise InputError(f"{self.path}:{lineno}: {exc}") from None
+
+
 def _lines(path: Path) -> Iterator[tuple[int, list[str]]]:
     path = Path(path)
     if not path.is_file():
@@ -108,6 +129,7 @@ def _lines(path: Path) -> Iterator[tuple[int, list[str]]]:
 def read_mots(path: Path | str) -> list[MotsRecord]:
     """Read a MOTS result or ground-truth file (``frame obj_id class_id img_h img_w rle``)."""
     records = []
+    checker = _RleChecker(path)
     for lineno, fields in _lines(Path(path)):
         try:
             if len(fields) != 6:
@@ -115,16 +137,19 @@ def read_mots(path: Path | str) -> list[MotsRecord]:
             frame, obj_id, class_id, height, width = (
                 _int(v, k) for v, k in zip(fields[:5], ("frame", "obj_id", "class_id", "img_h", "img_w"))
             )
-            check_rle(height, width, fields[5])
         except ValueError as exc:
+            checker.flush()
             raise InputError(f"{path}:{lineno}: {exc}") from None
+        checker.add(lineno, height, width, fields[5])
         records.append(MotsRecord(frame, obj_id, class_id, height, width, fields[5]))
+    checker.flush()
     return records
 
 
 def read_mots_detections(path: Path | str) -> list[MotsDetection]:
     """Read a MOTS detection file (``frame class_id score img_h img_w rle``)."""
     records = []
+    checker = _RleChecker(path)
     for lineno, fields in _lines(Path(path)):
         try:
             if len(fields) != 6:
@@ -135,10 +160,12 @@ def read_mots_detections(path: Path | str) -> list[MotsDetection]:
             except ValueError:
                 raise ValueError(f"score must be a number, got {fields[2]!r}") from None
             height, width = _int(fields[3], "img_h"), _int(fields[4], "img_w")
-            check_rle(height, width, fields[5])
         except ValueError as exc:
+            checker.flush()
             raise InputError(f"{path}:{lineno}: {exc}") from None
+        checker.add(lineno, height, width, fields[5])
         records.append(MotsDetection(frame, class_id, score, height, width, fields[5]))
+    checker.flush()
     return records
 
 

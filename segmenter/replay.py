@@ -77,7 +77,7 @@ class ReplaySegmenter:
                     f"{self.image_size[1]}x{self.image_size[0]}"
                 )
             rows = self._by_frame.get(self.cursor, [])
-            masks = [CropMask.from_rle({"size": [h, w], "counts": rle.encode("ascii")}) for _, _, h, w, rle in rows]
+            masks = CropMask.from_rles([row[4] for row in rows], *size) if rows else []
             keep = [i for i, m in enumerate(masks) if m.area]
             out.append(
                 Detections.from_masks(

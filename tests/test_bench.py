@@ -39,3 +39,10 @@ def test_transport_bench_keeps_a_stand_in_segmenter_busy():
     out = run_script("bench/segmenter_transport.py", "--smoke")
     busy = re.search(r"2 cameras, batch 2: +[\d.]+ frames/s, (\d+)% of the stand-in kept busy", out)
     assert busy and 0 < int(busy.group(1)) <= 105, out  # a few percent over: the stand-in's sleep is not exact
+
+
+def test_track_io_bench_times_track_beside_its_references():
+    out = run_script("bench/track_io.py", "--smoke")
+    assert "synthetic ellipses at 1920x1080: 20 frames, 10.0 masks per frame" in out
+    assert re.search(r"^ +1 +\d+ +[\d.]+ +[\d.]+ +[\d.]+x$", out, re.MULTILINE), out
+    assert re.search(r"maskwatch track: median [\d.]+ frames/s", out)

@@ -94,3 +94,107 @@ def test_pickled_masks_carry_their_pixels_as_packed_bits():
         assert (back.x0, back.y0, back.area) == (mask.x0, mask.y0, mask.area)
     big = CropMask(rng.random((400, 600)) > 0.5, 0, 0)
     assert len(pickle.dumps(big, protocol=pickle.HIGHEST_PROTOCOL)) < big.crop.nbytes / 7
+
+
+def shaped_masks(rng, count):
+    """Full frames of every awkward kind: empty, full, single pixels, lines, border-touching boxes, holes, noise."""
+    for index in range(count):
+        height, width = (int(v) for v in rng.integers(1, 40, 2))
+        full = np.zeros((height, width), bool)
+        kind = index % 9
+        if kind == 1:
+            full[:] = True
+        elif kind == 2:
+            full[rng.integers(0, height), rng.integers(0, width)] = True
+        elif kind == 3:
+            full[rng.integers(0, height), rng.integers(0, width) :] = True  # 1xN, to the right border
+        elif kind == 4:
+            full[: rng.integers(1, height + 1), rng.integers(0, width)] = True  # Nx1 from the top border
+        elif kind in (5, 6):  # boxes, often touching a border or spanning whole columns, with or without holes
+            y, x = rng.integers(0, height), rng.integers(0, width)
+            full[y : y + rng.integers(1, height + 1), x : x + rng.integers(1, width + 1)] = True
+            if kind == 6:
+                full &= rng.random((height, width)) > 0.15
+        elif kind == 7:
+            full = rng.random((height, width)) > rng.random()  # noise: many runs per column
+        elif kind == 8:
+            full[:, rng.integers(0, width) :] = True  # whole columns: runs crossing from one column into the next
+            full[rng.integers(0, height), :] = False
+        yield full
+
+
+def reference_crop(rle: dict) -> CropMask:
+    from pycocotools import mask as mask_utils
+
+    return CropMask.from_full(mask_utils.decode(rle).astype(bool))
+
+
+def assert_same_crop(got: CropMask, expected: CropMask) -> None:
+    assert got.crop.dtype == bool and got.crop.flags.c_contiguous
+    assert (got.x0, got.y0, got.crop.shape, got.area) == (expected.x0, expected.y0, expected.crop.shape, expected.area)
+    assert np.array_equal(got.crop, expected.crop)
+
+
+def test_from_rle_decodes_only_the_crop_byte_identical_to_pycocotools():
+    from pycocotools import mask as mask_utils
+
+    rng = np.random.default_rng(7)
+    for full in shaped_masks(rng, 3000):
+        rle = mask_utils.encode(np.asfortranarray(full.astype(np.uint8)))
+        expected = reference_crop(rle)
+        for counts in (rle["counts"], rle["counts"].decode("ascii")):
+            got = CropMask.from_rle({"size": rle["size"], "counts": counts})
+            assert_same_crop(got, expected)
+            assert got.to_rle(*full.shape)["counts"] == rle["counts"].decode("ascii")
+
+
+def test_from_rles_decodes_a_frame_of_masks_at_once():
+    from pycocotools import mask as mask_utils
+
+    rng = np.random.default_rng(8)
+    height, width = 23, 31
+    fulls = [rng.random((height, width)) > rng.random() for _ in range(50)] + [np.zeros((height, width), bool)]
+    rles = [mask_utils.encode(np.asfortranarray(m.astype(np.uint8))) for m in fulls]
+    masks = CropMask.from_rles([r["counts"].decode("ascii") for r in rles], height, width)
+    for mask, rle in zip(masks, rles):
+        assert_same_crop(mask, reference_crop(rle))
+
+
+def test_columns_with_many_runs_and_long_crossing_runs():
+    from pycocotools import mask as mask_utils
+
+    stripes = np.zeros((80, 6), bool)
+    stripes[::2, 2] = True  # 40 runs in one column: more than the row-copy path takes
+    stripes[:, 4] = True
+    stripes[3, 5] = True
+    comb = np.ones((80, 30), bool)
+    comb[1::2, 10] = False  # one column of 40 runs among whole ones: few runs per column on average
+    tall = np.ones((1000, 3), bool)
+    tall[500, 1] = False
+    for full in (stripes, comb, tall, np.ones((1, 200), bool), np.ones((300, 1), bool)):
+        rle = mask_utils.encode(np.asfortranarray(full.astype(np.uint8)))
+        assert_same_crop(CropMask.from_rle(rle), reference_crop(rle))
+
+
+def test_uncompressed_counts_and_wrong_totals():
+    full = np.zeros((4, 5), bool)
+    full[1:3, 2] = True
+    mask = CropMask.from_rle({"size": [4, 5], "counts": [9, 2, 9]})
+    assert_same_crop(mask, CropMask.from_full(full))
+    assert CropMask.from_rle({"size": [4, 5], "counts": [20]}).area == 0
+    with pytest.raises(ValueError, match="RLE covers 21 pixels, expected img_h\\*img_w = 20"):
+        CropMask.from_rle({"size": [4, 5], "counts": [9, 2, 10]})
+    with pytest.raises(ValueError, match="negative run length"):
+        CropMask.from_rle({"size": [4, 5], "counts": [9, -2, 13]})
+    with pytest.raises(ValueError, match="RLE covers 17 pixels"):
+        CropMask.from_rle({"size": [4, 5], "counts": "917"})  # runs 9, 1, 7
+
+
+def test_mots20_masks_decode_like_pycocotools(shared_data):
+    from segmenter.motsio import read_mots
+
+    for record in read_mots(shared_data / "mots20_05" / "gt.txt")[::7]:
+        rle = {"size": [record.height, record.width], "counts": record.rle.encode("ascii")}
+        mask = record.mask()
+        assert_same_crop(mask, reference_crop(rle))
+        assert mask.to_rle(record.height, record.width)["counts"] == record.rle

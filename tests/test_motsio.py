@@ -88,3 +88,80 @@ def test_malformed_detection_score(tmp_path):
 def test_missing_file(tmp_path):
     with pytest.raises(InputError, match="not found"):
         read_mots(tmp_path / "nope.txt")
+
+
+def exact_total(counts: str) -> int:
+    """The character-by-character reading the vectorised one must agree with, error messages included."""
+    from segmenter.masks import _rle_runs_exact
+
+    return int(_rle_runs_exact(counts).sum())
+
+
+def outcome(function, counts):
+    try:
+        return function(counts)
+    except ValueError as exc:
+        return str(exc)
+
+
+def test_rle_total_and_its_errors_agree_with_the_character_loop():
+    rng = np.random.default_rng(2)
+    alphabet = np.array([chr(c) for c in range(40, 120)])  # in and around the 48..111 alphabet
+    cases = ["", "0", "P", "1P", "~~", "`0", "0a", "0" * 13 + "1", "o" * 12 + "0", "55", "5:", "12345"]
+    for _ in range(3000):
+        m = rng.random(tuple(int(v) for v in rng.integers(1, 30, 2))) > rng.random()
+        good = mask_utils.encode(np.asfortranarray(m.astype(np.uint8)))["counts"].decode("ascii")
+        cases.append(good)
+        chars = list(good)
+        for _ in range(int(rng.integers(1, 3))):  # mutated: bad characters, cut numbers, other runs
+            chars[int(rng.integers(0, len(chars)))] = str(rng.choice(alphabet))
+        cases.append("".join(chars))
+        cases.append(good[: int(rng.integers(0, len(good) + 1))])
+    errors = 0
+    for counts in cases:
+        expected = outcome(exact_total, counts)
+        assert outcome(rle_total, counts) == expected, counts
+        errors += isinstance(expected, str)
+    assert errors > 1000  # the mutations did reach every error
+
+
+def test_batched_runs_equal_string_by_string():
+    from segmenter.masks import _rle_runs_exact, rle_runs_batch
+
+    rng = np.random.default_rng(4)
+    strings = ["", "0"]
+    for _ in range(200):
+        m = rng.random(tuple(int(v) for v in rng.integers(1, 40, 2))) > rng.random()
+        strings.append(mask_utils.encode(np.asfortranarray(m.astype(np.uint8)))["counts"].decode("ascii"))
+    strings.append("")
+    runs, offsets = rle_runs_batch(strings)
+    assert offsets[0] == 0 and offsets[-1] == runs.size and len(offsets) == len(strings) + 1
+    for i, counts in enumerate(strings):
+        assert runs[offsets[i] : offsets[i + 1]].tolist() == _rle_runs_exact(counts).tolist()
+    bytes_runs, bytes_offsets = rle_runs_batch([s.encode("ascii") for s in strings])
+    assert np.array_equal(bytes_runs, runs) and np.array_equal(bytes_offsets, offsets)
+
+
+@pytest.mark.parametrize(
+    "rle, message",
+    [
+        ("`P", "truncated run length"),
+        ("`0\u00e9", "invalid character"),
+        ("111N", "negative run length"),
+        ("o" * 13 + "1", f"RLE covers {2**66 - 1} pixels"),  # past int64: read character by character
+        ("4", "RLE covers 4 pixels, expected img_h\\*img_w = 16"),
+    ],
+)
+def test_bad_masks_are_reported_at_their_line_in_line_order(tmp_path, monkeypatch, rle, message):
+    import segmenter.motsio as motsio
+
+    monkeypatch.setattr(motsio, "_CHECK_LINES", 2)  # batches end inside the file
+    good = "1 5 2 4 4 `0"
+    path = tmp_path / "gt.txt"
+    path.write_text("\n".join([good, good, good, f"1 6 2 4 4 {rle}", "x 2 2 4 4 `0"]) + "\n", encoding="utf-8")
+    with pytest.raises(InputError, match=rf"gt\.txt:4: {message}"):  # line 4's mask before line 5's field error
+        read_mots(path)
+    det = tmp_path / "det.txt"
+    det.write_text("\n".join(["1 2 0.5 4 4 `0", f"1 2 0.5 4 4 {rle}"]) + "\n", encoding="utf-8")
+    with pytest.raises(InputError, match=rf"det\.txt:2: {message}"):
+        read_mots_detections(det)

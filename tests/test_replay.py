@@ -69,3 +69,32 @@ def test_bad_coco_json(tmp_path, content, message):
     path.write_text(content)
     with pytest.raises(InputError, match=message):
         ReplaySegmenter(ReplayConfig(path=str(path)))
+
+
+def test_served_masks_equal_a_full_frame_pycocotools_decode(tmp_path):
+    from pycocotools import mask as mask_utils
+
+    rng = np.random.default_rng(5)
+    fulls: dict[int, list[np.ndarray]] = {}
+    lines = []
+    for frame in range(1, 9):
+        for _ in range(int(rng.integers(0, 6))):
+            full = np.zeros((H, W), bool)
+            y, x = rng.integers(0, H), rng.integers(0, W)
+            full[y : y + rng.integers(1, H), x : x + rng.integers(1, W)] = True  # often touching a border
+            full &= rng.random((H, W)) > rng.choice([0.0, 0.2, 0.7])  # solid, with holes, or noise
+            if full.any():
+                fulls.setdefault(frame, []).append(full)
+                lines.append(format_detection_line(frame, 2, 0.9, CropMask.from_full(full).to_rle(H, W)))
+    path = tmp_path / "det.txt"
+    path.write_text("\n".join(lines) + "\n")
+    replay = ReplaySegmenter(ReplayConfig(path=str(path)))
+    for frame, det in enumerate(replay.segment([None] * replay.frame_count()), start=1):
+        expected = [
+            CropMask.from_full(mask_utils.decode(mask_utils.encode(np.asfortranarray(f.astype(np.uint8)))).astype(bool))
+            for f in fulls.get(frame, [])
+        ]
+        assert len(det) == len(expected)
+        for got, want, box in zip(det.masks, expected, det.boxes):
+            assert (got.x0, got.y0, got.crop.shape) == (want.x0, want.y0, want.crop.shape)
+            assert np.array_equal(got.crop, want.crop) and box.tolist() == list(want.window)
