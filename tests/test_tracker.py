@@ -1,5 +1,6 @@
 """Tracker core: Kalman prediction, assignment, two-stage matching and the track lifecycle."""
 
+import cv2
 import numpy as np
 import pytest
 
@@ -303,3 +304,96 @@ def test_track_predicted_out_of_the_image_is_removed_at_once():
     for _ in range(3):
         feed(dets([]))
     assert feed.tracker.active == []
+
+
+def painted(objects, background):
+    """A BGR frame: ``background`` with each ``(mask, colour)`` painted on it."""
+    image = background.copy()
+    for mask, colour in objects:
+        image[mask.to_full(*image.shape[:2])] = colour
+    return image
+
+
+def test_appearance_keeps_two_overlapping_objects_apart_where_mask_iou_alone_swaps_them():
+    """Red and blue discs side by side; next frame each moved past the other's place: IoU says swap, colours do not."""
+    background = np.full((H, W, 3), 128, np.uint8)
+    red, blue = (0, 0, 255), (255, 0, 0)
+    frames = [[(disc(50, 60), red), (disc(60, 60), blue)], [(disc(58, 54), red), (disc(52, 66), blue)]]
+
+    def red_id_per_frame(with_images):
+        tracker = MaskTracker(TrackerConfig(min_hits=1, camera_motion="off", match_iou=0.1))
+        ids = []
+        for index, objects in enumerate(frames):
+            image = painted(objects, background) if with_images else None
+            result = tracker.update(dets([m for m, _ in objects]), index / FPS, index, image=image)
+            ids.append({o.mask.centroid()[0]: o.track_id for o in result.tracks}[objects[0][0].centroid()[0]])
+        return ids
+
+    assert red_id_per_frame(with_images=True) == [1, 1]
+    assert red_id_per_frame(with_images=False) == [1, 2]  # the swap appearance prevents
+
+
+def test_camera_motion_keeps_ids_when_the_camera_shakes_further_than_objects_are_wide():
+    """Still objects on a textured scene filmed by a shaking camera: only compensating the shake keeps their ids."""
+    rng = np.random.default_rng(1)
+    world = cv2.GaussianBlur(rng.integers(0, 255, (H + 80, W + 80, 3), dtype=np.uint8), (9, 9), 0)
+    spots = [(80, 40), (160, 40), (120, 80)]
+    shakes = [(0, 0), (11, -5), (0, 6), (12, 2), (1, -8), (12, 4), (-1, 0), (10, -6)]  # jumps of 10-12 px
+
+    def ids(camera_motion):
+        tracker = MaskTracker(TrackerConfig(min_hits=1, camera_motion=camera_motion, rescue_iou=0.9))
+        seen = set()
+        for index, (dx, dy) in enumerate(shakes):
+            view = world[40 + dy : 40 + dy + H, 40 + dx : 40 + dx + W]
+            masks = [disc(x - dx, y - dy, 5) for x, y in spots]
+            image = painted([(m, (0, 255, 0)) for m in masks], view)
+            seen |= {o.track_id for o in tracker.update(dets(masks), index / FPS, index, image=image).tracks}
+        return seen
+
+    assert len(ids("on")) == len(spots)
+    assert len(ids("off")) > len(spots)
+    assert len(ids("auto")) == len(spots)  # it probes first, sees the camera move and follows it
+
+
+def test_camera_motion_auto_stops_estimating_on_a_still_camera():
+    rng = np.random.default_rng(2)
+    image = cv2.GaussianBlur(rng.integers(0, 255, (H, W, 3), dtype=np.uint8), (5, 5), 0)
+    tracker = MaskTracker(TrackerConfig(min_hits=1, camera_motion="auto"))
+    calls = []
+    estimate = tracker._camera.update
+    tracker._camera.update = lambda *a: calls.append(1) or estimate(*a)
+    for index in range(100):  # ten seconds at 10 fps: one probe of a second
+        tracker.update(dets([disc(100, 60)]), index / FPS, index, image=image)
+    assert len(calls) == 10
+
+
+def test_lost_object_reappearing_out_of_prediction_takes_its_identity_back():
+    """An object hides for 0.6 s and comes back walking the other way: a new track, re-linked to the lost one."""
+    def run(relink_speed, colour_after):
+        tracker = MaskTracker(TrackerConfig(min_hits=3, lost_seconds=2.0, relink_speed=relink_speed, camera_motion="off"))
+        background = np.full((H, W, 3), 128, np.uint8)
+        ids = set()
+        path = [(40 + 6 * f, (0, 0, 255)) for f in range(11)] + [None] * 6 + [(85 - 3 * f, colour_after) for f in range(6)]
+        for index, step in enumerate(path):
+            objects = [] if step is None else [(disc(step[0], 60), step[1])]
+            result = tracker.update(dets([m for m, _ in objects]), index / FPS, index, image=painted(objects, background))
+            ids |= {o.track_id for o in result.tracks + result.backfill}
+        return ids
+
+    assert run(relink_speed=1.5, colour_after=(0, 0, 255)) == {1}
+    assert run(relink_speed=0.0, colour_after=(0, 0, 255)) == {1, 2}
+    assert run(relink_speed=1.5, colour_after=(255, 0, 0)) == {1, 2}  # within reach, but it does not look the same
+
+
+def test_masks_touching_another_or_the_border_are_measured_with_more_noise():
+    tracker = MaskTracker(TrackerConfig(partial_noise=3.0))
+    square = np.ones((10, 10), bool)
+    masks = [
+        CropMask(square, 20, 20), CropMask(square, 30, 30),  # diagonal neighbours: touching
+        CropMask(square, 60, 20), CropMask(square, 71, 20),  # one empty column between them: apart
+        CropMask(square, 0, 80),  # on the border
+        CropMask(np.eye(10, dtype=bool), 100, 20), CropMask(np.eye(10, dtype=bool)[::-1], 110, 20),  # boxes adjacent, pixels meet
+        CropMask(np.eye(10, dtype=bool), 150, 20), CropMask(np.eye(10, dtype=bool), 160, 20),  # boxes adjacent, pixels apart
+    ]
+    noise = tracker._partial_noise(dets(masks))
+    assert noise.tolist() == [3.0, 3.0, 1.0, 1.0, 3.0, 3.0, 3.0, 1.0, 1.0]

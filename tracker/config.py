@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 
@@ -25,7 +27,7 @@ class TrackerConfig(BaseModel):
     min_hits: int = Field(3, ge=1, description="Consecutive matched frames before a track is confirmed and gets its public id.")
     lost_seconds: float = Field(1.5, ge=0, description="Seconds a confirmed track may go unmatched (state 'lost') before removal; 0 removes it at its first unmatched frame.")
     class_consistent: bool = Field(True, description="Only match detections of the track's class.")
-    camera_motion: bool = Field(False, description="Estimate the camera's motion between frames (on background pixels) and move every track with it: for moving cameras; needs the frames.")
+    camera_motion: Literal["auto", "on", "off"] = Field("auto", description="Move every track with the camera's motion between frames, estimated on background pixels (needs the frames). auto: estimated for a second now and then, and kept on while the camera moves; on: every frame; off: never.")
     appearance_weight: float = Field(0.3, ge=0, le=1, description="Share of appearance (colours under the mask, or the segmenter's embeddings) in the matching score; mask IoU still decides which pairs may match.")
     appearance_momentum: float = Field(0.9, ge=0, lt=1, description="How slowly a track's appearance follows new observations (exponential average).")
     partial_noise: float = Field(2.0, ge=1, description="Measurement variance multiplier for a mask that touches another mask or the image border (partly seen: its box is not the object's).")

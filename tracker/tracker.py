@@ -50,7 +50,7 @@ from segmenter.detections import Detections
 from segmenter.masks import CropMask, box_overlap_pairs, buffered_box_iou, mask_iou_matrix
 from tracker.appearance import appearance_similarity, blend, mask_histograms
 from tracker.association import Similarity, assign
-from tracker.camera_motion import CameraMotion, is_identity
+from tracker.camera_motion import CameraMotion, apply_to_points, is_identity
 from tracker.config import TrackerConfig
 from tracker.kalman import KalmanBank
 
@@ -121,7 +121,9 @@ class MaskTracker:
         self.pts: float | None = None
         self._tracks: list[_Track] = []  # row i of the Kalman bank is track i
         self._kalman = KalmanBank()
-        self._camera = CameraMotion() if self.config.camera_motion else None
+        self._camera = None if self.config.camera_motion == "off" else CameraMotion()
+        self._moving_until = -math.inf  # auto: estimate camera motion until this pts (a probe, or while it moves)
+        self._next_probe = -math.inf
 
     def update(
         self, detections: Detections, pts: float, frame: int | None = None, image: np.ndarray | None = None
@@ -142,9 +144,7 @@ class MaskTracker:
         dt = 0.0 if self.pts is None else pts - self.pts
         self.frame, self.pts = frame, pts
         if self._camera is not None and image is not None:
-            affine = self._camera.update(image, detections.masks)
-            if not is_identity(affine):
-                self._kalman.warp(affine)
+            self._follow_camera(image, detections)
         self._kalman.predict(dt)
         for track, (x0, y0, x1, y1) in zip(self._tracks, np.rint(self._kalman.boxes()).astype(int).tolist()):
             track.predicted = track.mask.moved(x0, y0, x1 - x0, y1 - y0)
@@ -180,6 +180,26 @@ class MaskTracker:
                 self._start(detections, features, det, result)
         self._age(result, detections.image_size)
         return result
+
+    def _follow_camera(self, image: np.ndarray, detections: Detections) -> None:
+        """Move every track with the camera; in ``auto`` mode only while it moves, probing a second every half minute.
+
+        A fixed camera then costs a thirtieth of the estimate, and a camera that
+        starts to pan is noticed within half a minute and followed from then on.
+        """
+        if self.config.camera_motion == "auto" and self.pts >= self._moving_until:
+            if self.pts < self._next_probe:
+                self._camera.reset()  # the next estimate must not compare with a frame long gone
+                return
+            self._moving_until, self._next_probe = self.pts + _PROBE_SECONDS, self.pts + _PROBE_EVERY
+        affine = self._camera.update(image, detections.masks)
+        if is_identity(affine):
+            return
+        self._kalman.warp(affine)
+        height, width = image.shape[:2]
+        corners = np.array([[0, 0], [width, 0], [0, height], [width, height]], dtype=np.float64)
+        if np.abs(apply_to_points(affine, corners) - corners).max() > _MOVING_PX:
+            self._moving_until = self.pts + _PROBE_SECONDS  # still moving: keep following
 
     def _features(self, detections: Detections, image: np.ndarray | None) -> np.ndarray | None:
         """Appearance vectors of this frame's detections: the segmenter's embeddings, else colours under the masks."""
@@ -410,6 +430,8 @@ class MaskTracker:
 
 
 _NEIGHBOURS = np.ones((3, 3), np.uint8)
+_PROBE_SECONDS, _PROBE_EVERY = 1.0, 30.0  # camera_motion auto: estimate this long, this often, while the camera is still
+_MOVING_PX = 1.0  # a frame's corner moving more than this means the camera moves
 
 
 def _touch(a: CropMask, b: CropMask) -> bool:
