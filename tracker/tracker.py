@@ -146,8 +146,8 @@ class MaskTracker:
         if self._camera is not None and image is not None:
             self._follow_camera(image, detections)
         self._kalman.predict(dt)
-        for track, (x0, y0, x1, y1) in zip(self._tracks, np.rint(self._kalman.boxes()).astype(int).tolist()):
-            track.predicted = track.mask.moved(x0, y0, x1 - x0, y1 - y0)
+        for track, box in zip(self._tracks, self._kalman.boxes().tolist()):
+            track.predicted = _carried(track.mask, box)
         features = self._features(detections, image)
 
         high = np.flatnonzero(detections.scores >= cfg.high_score)
@@ -248,8 +248,7 @@ class MaskTracker:
     def _last_seen(self, tracks: list[_Track], det_masks: list[CropMask]) -> np.ndarray:
         """Mask IoU with each track's last observed mask, where it was last seen (moved with the camera since)."""
         rows = self._rows(tracks)
-        boxes = np.rint(self._kalman.saved_boxes()[rows]).astype(int).tolist()
-        last = [t.mask.moved(x0, y0, x1 - x0, y1 - y0) for t, (x0, y0, x1, y1) in zip(tracks, boxes)]
+        last = [_carried(t.mask, box) for t, box in zip(tracks, self._kalman.saved_boxes()[rows].tolist())]
         return mask_iou_matrix(last, det_masks)
 
     def _rescue_similarity(self, tracks: list[_Track], det_masks: list[CropMask]) -> np.ndarray:
@@ -434,23 +433,37 @@ _PROBE_SECONDS, _PROBE_EVERY = 1.0, 30.0  # camera_motion auto: estimate this lo
 _MOVING_PX = 1.0  # a frame's corner moving more than this means the camera moves
 
 
+def _carried(mask: CropMask, box: list[float]) -> CropMask:
+    """``mask`` carried onto ``box`` (xyxy): moved, and resized only when the size changed by more than 3%.
+
+    A resize is the costliest step of a prediction and a pixel or two of size
+    changes no IoU that matters, so most frames only move the mask.
+    """
+    x0, y0, x1, y1 = box
+    height, width = mask.crop.shape
+    if abs(x1 - x0 - width) <= max(1.0, 0.03 * width) and abs(y1 - y0 - height) <= max(1.0, 0.03 * height):
+        return CropMask(mask.crop, round((x0 + x1 - width) / 2), round((y0 + y1 - height) / 2))
+    return mask.moved(round(x0), round(y0), round(x1 - x0), round(y1 - y0))
+
+
 def _touch(a: CropMask, b: CropMask) -> bool:
     """Whether two masks overlap or are 8-neighbours somewhere: ``a``, grown by a pixel, meets ``b``.
 
     Only the strip where ``a``'s grown window meets ``b``'s is looked at, so touching
     masks cost a few hundred pixels, not their whole crops.
     """
-    x0, y0, x1, y1 = max(a.x0 - 1, b.x0), max(a.y0 - 1, b.y0), min(a.x1 + 1, b.x1), min(a.y1 + 1, b.y1)
+    (ah, aw), (bh, bw) = a.crop.shape, b.crop.shape
+    ax0, ay0, bx0, by0 = a.x0, a.y0, b.x0, b.y0
+    x0, y0, x1, y1 = max(ax0 - 1, bx0), max(ay0 - 1, by0), min(ax0 + aw + 1, bx0 + bw), min(ay0 + ah + 1, by0 + bh)
     if x1 <= x0 or y1 <= y0:
         return False
-    near_b = b.crop[y0 - b.y0 : y1 - b.y0, x0 - b.x0 : x1 - b.x0]
+    near_b = b.crop[y0 - by0 : y1 - by0, x0 - bx0 : x1 - bx0]
     if not near_b.any():
         return False
-    near_a = np.zeros((y1 - y0 + 2, x1 - x0 + 2), np.uint8)  # a's pixels in the strip and one pixel around it
-    sx0, sy0, sx1, sy1 = max(x0 - 1, a.x0), max(y0 - 1, a.y0), min(x1 + 1, a.x1), min(y1 + 1, a.y1)
-    if sx1 <= sx0 or sy1 <= sy0:
-        return False
-    near_a[sy0 - y0 + 1 : sy1 - y0 + 1, sx0 - x0 + 1 : sx1 - x0 + 1] = a.crop[sy0 - a.y0 : sy1 - a.y0, sx0 - a.x0 : sx1 - a.x0]
+    # a's pixels in the strip and one pixel around it (the strip is within a's window grown by one)
+    near_a = np.zeros((y1 - y0 + 2, x1 - x0 + 2), np.uint8)
+    sx0, sy0, sx1, sy1 = max(x0 - 1, ax0), max(y0 - 1, ay0), min(x1 + 1, ax0 + aw), min(y1 + 1, ay0 + ah)
+    near_a[sy0 - y0 + 1 : sy1 - y0 + 1, sx0 - x0 + 1 : sx1 - x0 + 1] = a.crop[sy0 - ay0 : sy1 - ay0, sx0 - ax0 : sx1 - ax0]
     return bool(np.any(cv2.dilate(near_a, _NEIGHBOURS)[1:-1, 1:-1].view(bool) & near_b))
 
 
