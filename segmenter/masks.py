@@ -3,18 +3,16 @@
 Full-frame boolean arrays cost H*W bytes per object (2 MB per object at 1080p),
 so every mask in maskwatch is stored as the tight crop around its pixels and the
 crop's top-left corner. IoU between two such masks only touches the pixels of
-the overlap window, and RLE (pycocotools) is produced only at the file boundary.
+the overlap window, and RLE is produced only at the file boundary.
 """
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import cv2
 import numpy as np
-from pycocotools import mask as mask_utils
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,55 +74,65 @@ class CropMask:
         runs = np.asarray(counts, dtype=np.int64)
         if (runs < 0).any():
             raise ValueError("negative run length")
-        return cls.from_runs(_checked_total(runs, height, width), height)
+        return cls.from_runs(_checked_totals(runs, np.array([0, runs.size]), height, width), height)
 
     @classmethod
     def from_rles(cls, counts: Sequence[str] | Sequence[bytes], height: int, width: int) -> list[CropMask]:
-        """Decode many compressed RLE strings of one frame size (a frame's masks) with one vectorised parse."""
+        """Decode many compressed RLE strings of one frame size (a frame's masks) with one vectorised parse and fill."""
         runs, offsets = rle_runs_batch(counts)
-        return [
-            cls.from_runs(_checked_total(runs[start:stop], height, width), height)
-            for start, stop in zip(offsets[:-1].tolist(), offsets[1:].tolist())
-        ]
+        return cls.from_runs_batch(_checked_totals(runs, offsets, height, width), offsets, height)
 
     @classmethod
     def from_runs(cls, runs: np.ndarray, height: int) -> CropMask:
-        """The crop of column-major run lengths (zeros first) in a frame ``height`` pixels tall.
+        """The crop of column-major run lengths (zeros first) in a frame ``height`` pixels tall."""
+        return cls.from_runs_batch(runs, np.array([0, runs.size], dtype=np.int64), height)[0]
 
-        Only the crop window is written: runs are cut at column boundaries, and each
-        column of the crop is built from its runs' start and end rows.
+    @classmethod
+    def from_runs_batch(cls, runs: np.ndarray, offsets: np.ndarray, height: int) -> list[CropMask]:
+        """The crops of many masks' run lengths ``runs[offsets[i]:offsets[i + 1]]`` in a frame ``height`` pixels tall.
+
+        Only the crop windows are written: every mask's ones-runs are placed in its crop's
+        column-major layout, all crops side by side in one buffer filled by one ``np.repeat``
+        (a run crossing into the next column implies a full-height crop, where it stays contiguous).
         """
-        begins, lengths = np.cumsum(runs)[:-1:2], runs[1::2]  # the odd runs are the ones
-        if not lengths.all():
-            keep = np.flatnonzero(lengths)
-            begins, lengths = begins[keep], lengths[keep]
-        if lengths.size == 0:
-            return cls(np.zeros((0, 0), dtype=bool), 0, 0)
+        count = offsets.size - 1
+        if runs.size == 0:
+            return [cls(np.zeros((0, 0), dtype=bool), 0, 0) for _ in range(count)]
+        ends = np.cumsum(runs)
+        mask_of_run = np.repeat(np.arange(count), np.diff(offsets))
+        ones = np.flatnonzero(((np.arange(runs.size) - offsets[mask_of_run]) & 1).astype(bool) & (runs > 0))
+        owner = mask_of_run[ones]
+        lengths = runs[ones]
+        begins = ends[ones] - lengths - (ends[offsets[:-1] - 1] * (offsets[:-1] > 0))[owner]  # in the mask's frame
         col, top = np.divmod(begins, height)
-        bottom = top + lengths
-        if bottom.max() > height:  # runs crossing into the next column: one piece per column they touch
-            pieces = (bottom - 1) // height + 1
-            run = np.repeat(np.arange(begins.size), pieces)
-            step = np.arange(run.size) - np.repeat(np.cumsum(pieces) - pieces, pieces)
-            col = col[run] + step
-            top, bottom = np.where(step > 0, 0, top[run]), np.minimum(bottom[run] - step * height, height)
-        x0, y0 = int(col[0]), int(top.min())
-        crop_w, crop_h = int(col[-1]) + 1 - x0, int(bottom.max()) - y0
-        if y0:
-            top, bottom = top - y0, bottom - y0
-        if x0:
-            col = col - x0
-        columns = None
-        if col.size <= _SPARSE_RUNS_PER_COLUMN * crop_w:
-            columns = _columns_from_steps(col, top, bottom, crop_w, crop_h)
-        if columns is None:  # many runs per column (noise): lay the runs out in the crop's own column-major order
-            bounds = np.empty(2 * col.size + 2, dtype=np.int64)
-            bounds[0], bounds[-1] = 0, crop_w * crop_h
-            bounds[1:-1:2], bounds[2:-1:2] = col * crop_h + top, col * crop_h + bottom
-            values = np.zeros(bounds.size - 1, dtype=np.uint8)
-            values[1::2] = 1
-            columns = np.repeat(values, np.diff(bounds)).reshape(crop_w, crop_h)
-        return cls(cv2.transpose(columns).view(bool), x0, y0)
+        last_col, last_row = np.divmod(begins + lengths - 1, height)
+        firsts = np.searchsorted(owner, np.arange(count))
+        filled = np.flatnonzero(np.searchsorted(owner, np.arange(count), side="right") > firsts)
+        if filled.size == 0:
+            return [cls(np.zeros((0, 0), dtype=bool), 0, 0) for _ in range(count)]
+        starts = firsts[filled]
+        stops = np.append(starts[1:], ones.size)
+        x0, x1 = col[starts], last_col[stops - 1] + 1
+        crossing = np.maximum.reduceat(last_col - col, starts) > 0  # only a full-height crop can hold such a run
+        y0 = np.where(crossing, 0, np.minimum.reduceat(top, starts))
+        y1 = np.where(crossing, height, np.maximum.reduceat(last_row, starts) + 1)
+        widths, heights = x1 - x0, y1 - y0
+        sizes = widths * heights
+        bases = np.cumsum(sizes) - sizes
+        rank = np.repeat(np.arange(filled.size), stops - starts)  # of each ones-run's mask among the filled ones
+        where = bases[rank] + (col - x0[rank]) * heights[rank] + (top - y0[rank])
+        bounds = np.empty(2 * where.size + 2, dtype=np.int64)
+        bounds[0], bounds[-1] = 0, bases[-1] + sizes[-1]
+        bounds[1:-1:2], bounds[2:-1:2] = where, where + lengths
+        values = np.zeros(bounds.size - 1, dtype=np.uint8)
+        values[1::2] = 1
+        flat = np.repeat(values, np.diff(bounds))
+        out = [cls(np.zeros((0, 0), dtype=bool), 0, 0)] * count
+        for k, base, w, h, left, upper in zip(
+            filled.tolist(), bases.tolist(), widths.tolist(), heights.tolist(), x0.tolist(), y0.tolist()
+        ):
+            out[k] = cls(cv2.transpose(flat[base : base + w * h].reshape(w, h)).view(bool), left, upper)
+        return out
 
     def to_full(self, height: int, width: int) -> np.ndarray:
         """Paste into an ``(height, width)`` frame, clipping what falls outside."""
@@ -136,32 +144,8 @@ class CropMask:
         return out
 
     def to_rle(self, height: int, width: int) -> dict:
-        """COCO RLE of the mask in an ``(height, width)`` frame; counts as str.
-
-        Run boundaries are found on the crop's columns alone, each padded with a
-        zero above and below (RLE is column-major: the frame around the crop is
-        zeros), then placed in the frame: no frame-tall array.
-        """
-        m = self.clipped(height, width)
-        if m.area == 0:
-            counts = [height * width]
-        else:
-            crop_h, crop_w = m.crop.shape
-            padded = np.zeros((crop_w, crop_h + 2), dtype=np.uint8)
-            padded[:, 1:-1] = cv2.transpose(m.crop.view(np.uint8))
-            flat = padded.ravel()
-            edges = np.flatnonzero(flat[1:] != flat[:-1]) + 1
-            col, row = np.divmod(edges, crop_h + 2)
-            bounds = (m.x0 + col) * height + m.y0 + row - 1
-            if crop_h == height:  # a run ending at a column's bottom and one starting at the next top are one run
-                joined = np.flatnonzero(bounds[1:] == bounds[:-1])
-                bounds = np.delete(bounds, np.concatenate((joined, joined + 1)))
-            counts = np.diff(bounds, prepend=0, append=height * width).tolist()
-            if counts[-1] == 0:
-                counts.pop()  # as pycocotools writes it: no empty run at the end
-        rle = mask_utils.frPyObjects({"size": [height, width], "counts": counts}, height, width)
-        rle["counts"] = rle["counts"].decode("ascii")
-        return rle
+        """COCO RLE of the mask in an ``(height, width)`` frame; counts as str, as pycocotools writes them."""
+        return {"size": [height, width], "counts": encode_rles([self], height, width)[0]}
 
     def clipped(self, height: int, width: int) -> CropMask:
         """The part inside an ``(height, width)`` frame (itself when already inside)."""
@@ -198,6 +182,81 @@ class CropMask:
         if crop.size and (crop.shape[1] != width or crop.shape[0] != height):
             crop = cv2.resize(crop.view(np.uint8), (width, height), interpolation=cv2.INTER_NEAREST).view(bool)
         return CropMask(crop, int(x0), int(y0))
+
+
+def frame_runs_batch(masks: Sequence[CropMask], height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
+    """Column-major run lengths (zeros first, no empty last run) of many masks in an ``(height, width)`` frame.
+
+    As pycocotools counts them, ``runs[offsets[i]:offsets[i + 1]]``. Run boundaries are
+    found on the crops alone, each transposed into one buffer with a zero above and
+    below every column (the frame around a crop is zeros), then placed in the frame:
+    no frame-tall array, one comparison for all masks.
+    """
+    crops = [mask.clipped(height, width) for mask in masks]
+    shapes = np.array([m.crop.shape if m.area else (0, 0) for m in crops], dtype=np.int64).reshape(-1, 2)
+    tall, wide = shapes[:, 0] + 2 * (shapes[:, 0] > 0), shapes[:, 1]
+    sizes = tall * wide
+    bases = np.cumsum(sizes) - sizes
+    buffer = np.zeros(int(sizes.sum()) + 1, dtype=np.uint8)
+    for m, base, size, column in zip(crops, bases.tolist(), sizes.tolist(), tall.tolist()):
+        if size:
+            buffer[base : base + size].reshape(-1, column)[:, 1:-1] = cv2.transpose(m.crop.view(np.uint8))
+    edges = np.flatnonzero(buffer[1:] != buffer[:-1]) + 1  # the padding keeps masks apart
+    owner = np.searchsorted(bases, edges, side="right") - 1
+    col, row = np.divmod(edges - bases[owner], tall[owner])
+    corners = np.array([(m.x0, m.y0) for m in crops], dtype=np.int64).reshape(-1, 2)
+    bounds = (corners[owner, 0] + col) * height + corners[owner, 1] + row - 1
+    # a full-height crop: a run ending at a column's bottom and one starting at the next top are one run
+    joined = np.flatnonzero((bounds[1:] == bounds[:-1]) & (owner[1:] == owner[:-1]))
+    if joined.size:
+        drop = np.concatenate((joined, joined + 1))
+        bounds, owner = np.delete(bounds, drop), np.delete(owner, drop)
+    # every mask's bounds between a 0 and height * width, then differences within each mask
+    per_mask = np.bincount(owner, minlength=len(crops))
+    starts = np.cumsum(per_mask) - per_mask + 2 * np.arange(len(crops))
+    framed = np.empty(bounds.size + 2 * len(crops), dtype=np.int64)
+    framed[starts], framed[starts + per_mask + 1] = 0, height * width
+    framed[np.arange(bounds.size) + 2 * owner + 1] = bounds
+    runs = np.diff(framed)
+    keep = np.ones(runs.size, dtype=bool)
+    keep[starts[1:] - 1] = False  # from one mask's end to the next one's start
+    last = starts + per_mask
+    keep[last[runs[last] == 0]] = False  # as pycocotools writes it: no empty run at the end
+    offsets = np.zeros(len(crops) + 1, dtype=np.int64)
+    offsets[1:] = np.cumsum(per_mask + 1 - (runs[last] == 0))
+    return runs[keep], offsets
+
+
+def encode_rles(masks: Sequence[CropMask], height: int, width: int) -> list[str]:
+    """Compressed COCO RLE strings of many masks of one frame size, byte-identical to pycocotools' ``encode``."""
+    return encode_runs_batch(*frame_runs_batch(masks, height, width))
+
+
+_CHUNK_LIMITS = 16 << (5 * np.arange(12, dtype=np.int64))  # a number below 16 * 32**k needs k + 1 characters
+
+
+def encode_runs_batch(runs: np.ndarray, offsets: np.ndarray) -> list[str]:
+    """Compressed COCO RLE strings of many run-length arrays ``runs[offsets[i]:offsets[i + 1]]`` (int64).
+
+    The inverse of :func:`rle_runs_batch`: runs after the third become differences to
+    the run two back, and every number is written as 5-bit chunks, low first, as
+    ``48 + chunk`` with 0x20 set on all but the last (whose 0x10 bit is the sign);
+    all numbers at once, as a table of chunks with the unused ones dropped.
+    """
+    if runs.size == 0:
+        return [""] * (offsets.size - 1)
+    index = np.arange(runs.size) - np.repeat(offsets[:-1], np.diff(offsets))
+    values = runs.copy()
+    later = np.flatnonzero(index > 2)
+    values[later] -= runs[later - 2]
+    magnitude = np.where(values < 0, ~values, values)  # numbers in [-16 * 32**k, 16 * 32**k) take k + 1 characters
+    chars = np.searchsorted(_CHUNK_LIMITS, magnitude, side="right") + 1
+    positions = np.arange(int(chars.max()))
+    table = ((values[:, None] >> (5 * positions)) & 0x1F) + 48
+    table[positions < (chars - 1)[:, None]] += 0x20
+    text = table[positions < chars[:, None]].astype(np.uint8).tobytes().decode("ascii")
+    ends = np.concatenate(([0], np.cumsum(chars)))[offsets].tolist()
+    return [text[start:stop] for start, stop in zip(ends[:-1], ends[1:])]
 
 
 def rle_runs(counts: str | bytes) -> np.ndarray:
@@ -293,54 +352,12 @@ def _rle_runs_exact(counts: str) -> np.ndarray:
     return np.array(runs, dtype=object if runs and max(runs) >= 2**62 else np.int64)
 
 
-_SPARSE_RUNS_PER_COLUMN = 4  # above this many runs per column on average, laying runs out beats copying rows
-_MAX_RUNS_IN_A_COLUMN = 16  # ... and above this many in one column (one pass per run of a column)
-
-
-def _columns_from_steps(
-    col: np.ndarray, top: np.ndarray, bottom: np.ndarray, width: int, height: int
-) -> np.ndarray | None:
-    """``(width, height)`` uint8: column ``col[i]`` has ones on rows ``top[i]:bottom[i]`` (runs sorted, disjoint).
-
-    A run is the XOR of two step rows (ones from ``top``, ones from ``bottom``),
-    each a view into one 0...01...1 template: whole-row copies instead of a
-    per-pixel prefix sum. None when a column holds too many runs for that.
-    """
-    steps = np.lib.stride_tricks.as_strided(_step_template(height), (height + 1, height), (1, 1), writeable=False)
-    rows = steps[height - top]  # row k of steps: ones from row height - k on
-    rows ^= steps[height - bottom]
-    new_column = np.diff(col) > 0
-    if new_column.all():  # at most one run per column
-        if col.size == width:
-            return rows
-        columns = np.zeros((width, height), dtype=np.uint8)
-        columns[col] = rows
-        return columns
-    starts = np.flatnonzero(np.concatenate(([True], new_column)))  # first run of every column that has runs
-    rank = np.arange(col.size) - np.repeat(starts, np.diff(np.append(starts, col.size)))  # of a run in its column
-    passes = int(rank.max()) + 1
-    if passes > _MAX_RUNS_IN_A_COLUMN:
-        return None
-    columns = np.zeros((width, height), dtype=np.uint8)
-    for r in range(passes):
-        chosen = np.flatnonzero(rank == r)
-        columns[col[chosen]] |= rows[chosen]
-    return columns
-
-
-@functools.lru_cache(maxsize=64)
-def _step_template(height: int) -> np.ndarray:
-    """``height`` zeros then ``height`` ones: every step row of a column ``height`` tall is a window of it."""
-    template = np.zeros(2 * height, dtype=np.uint8)
-    template[height:] = 1
-    template.flags.writeable = False
-    return template
-
-
-def _checked_total(runs: np.ndarray, height: int, width: int) -> np.ndarray:
-    total = int(runs.sum())
-    if total != height * width:
-        raise ValueError(f"RLE covers {total} pixels, expected img_h*img_w = {height * width}")
+def _checked_totals(runs: np.ndarray, offsets: np.ndarray, height: int, width: int) -> np.ndarray:
+    """``runs``, after checking that every mask's runs cover ``height * width`` pixels (pycocotools does not)."""
+    totals = np.diff(np.concatenate(([0], np.cumsum(runs)))[offsets])
+    bad = np.flatnonzero(totals != height * width)
+    if bad.size:
+        raise ValueError(f"RLE covers {totals[bad[0]]} pixels, expected img_h*img_w = {height * width}")
     return runs
 
 
@@ -374,14 +391,30 @@ def box_overlap_pairs(boxes_a: np.ndarray, boxes_b: np.ndarray) -> tuple[np.ndar
     return np.nonzero(overlap)
 
 
-def mask_iou_matrix(masks_a: list[CropMask], masks_b: list[CropMask]) -> np.ndarray:
-    """Pairwise mask IoU, computed only for pairs whose crop windows overlap."""
+def mask_iou_matrix(masks_a: list[CropMask], masks_b: list[CropMask], *, min_iou: float = 0.0) -> np.ndarray:
+    """Pairwise mask IoU, computed only for pairs whose crop windows overlap and that can reach ``min_iou``.
+
+    A pair's intersection is at most ``min(area_a, area_b, window overlap)``, which bounds
+    its IoU from above; pairs whose bound is below ``min_iou`` stay 0 without touching pixels.
+    Every other pair gets its exact IoU.
+    """
     out = np.zeros((len(masks_a), len(masks_b)), dtype=np.float64)
     if not masks_a or not masks_b:
         return out
-    wa = np.array([m.window for m in masks_a], dtype=np.float64)
-    wb = np.array([m.window for m in masks_b], dtype=np.float64)
-    for i, j in zip(*box_overlap_pairs(wa, wb)):
+    wa = np.array([m.window for m in masks_a], dtype=np.int64)
+    wb = np.array([m.window for m in masks_b], dtype=np.int64)
+    iw = np.minimum(wa[:, None, 2], wb[None, :, 2]) - np.maximum(wa[:, None, 0], wb[None, :, 0])
+    ih = np.minimum(wa[:, None, 3], wb[None, :, 3]) - np.maximum(wa[:, None, 1], wb[None, :, 1])
+    candidates = (iw > 0) & (ih > 0)
+    if min_iou > 0:
+        area_a = np.array([m.area for m in masks_a], dtype=np.int64)[:, None]
+        area_b = np.array([m.area for m in masks_b], dtype=np.int64)[None, :]
+        inter = np.minimum(np.minimum(area_a, area_b), iw * ih)
+        union = area_a + area_b - inter
+        # divided as mask_iou divides: rounding is monotone, so no pair reaching min_iou is dropped
+        bound = np.divide(inter, union, out=np.zeros(inter.shape), where=union > 0)
+        candidates &= bound >= min_iou
+    for i, j in zip(*np.nonzero(candidates)):
         out[i, j] = mask_iou(masks_a[i], masks_b[j])
     return out
 

@@ -1,11 +1,20 @@
-"""Crop masks: IoU against a brute-force full-frame reference, round trips, buffered IoU."""
+"""Crop masks: IoU against a brute-force full-frame reference, round trips, RLE against pycocotools, buffered IoU."""
 
 import pickle
 
 import numpy as np
 import pytest
 
-from segmenter.masks import CropMask, buffered_box_iou, mask_iou, mask_iou_matrix
+import segmenter.masks
+from segmenter.masks import (
+    CropMask,
+    buffered_box_iou,
+    encode_rles,
+    encode_runs_batch,
+    mask_iou,
+    mask_iou_matrix,
+    rle_runs_batch,
+)
 
 
 def random_masks(rng, n, h=60, w=80):
@@ -198,3 +207,78 @@ def test_mots20_masks_decode_like_pycocotools(shared_data):
         mask = record.mask()
         assert_same_crop(mask, reference_crop(rle))
         assert mask.to_rle(record.height, record.width)["counts"] == record.rle
+
+
+def test_frame_of_masks_encodes_at_once_like_pycocotools():
+    from pycocotools import mask as mask_utils
+
+    rng = np.random.default_rng(11)
+    height, width = 37, 29
+    masks = [CropMask.from_full(full) for full in shaped_masks(rng, 400)]  # from frames of other sizes: clipped
+    for _ in range(300):  # crops anywhere, partly or wholly outside, all-false crops
+        crop = rng.random(tuple(int(v) for v in rng.integers(1, 40, 2))) > rng.random()
+        masks.append(CropMask(crop, int(rng.integers(-45, width + 5)), int(rng.integers(-45, height + 5))))
+    masks += [CropMask(np.ones((height, width), bool), 0, 0), CropMask(np.zeros((0, 0), bool), 0, 0)]
+    masks += [CropMask(np.ones((1, 1), bool), x, y) for x, y in ((0, 0), (width - 1, height - 1), (0, height - 1))]
+    masks += [CropMask(np.ones((height, 3), bool), width - 3, 0), CropMask(np.ones((height, 2), bool), 5, 0)]
+    order = rng.permutation(len(masks))
+    masks = [masks[i] for i in order]
+    expected = [
+        mask_utils.encode(np.asfortranarray(m.to_full(height, width).astype(np.uint8)))["counts"].decode("ascii")
+        for m in masks
+    ]
+    assert encode_rles(masks, height, width) == expected
+    assert encode_rles([], height, width) == []
+
+
+def test_encoded_runs_equal_pycocotools_for_large_frames():
+    from pycocotools import mask as mask_utils
+
+    rng = np.random.default_rng(12)
+    height, width = 2160, 3840  # runs and their differences far beyond one character
+    for _ in range(200):
+        cuts = np.sort(rng.choice(height * width, size=int(rng.integers(1, 60)), replace=False))
+        counts = np.diff(cuts, prepend=0, append=height * width)
+        expected = mask_utils.frPyObjects({"size": [height, width], "counts": counts.tolist()}, height, width)
+        got = encode_runs_batch(counts.astype(np.int64), np.array([0, counts.size]))
+        assert got == [expected["counts"].decode("ascii")]
+        runs, offsets = rle_runs_batch(got)
+        assert np.array_equal(runs, counts) and offsets.tolist() == [0, counts.size]
+
+
+def test_from_rles_with_empty_masks_first_and_between():
+    from pycocotools import mask as mask_utils
+
+    rng = np.random.default_rng(13)
+    height, width = 19, 17
+    empty = np.zeros((height, width), bool)
+    fulls = [empty, empty] + [rng.random((height, width)) > 0.7 for _ in range(3)] + [empty, np.ones_like(empty), empty]
+    rles = [mask_utils.encode(np.asfortranarray(m.astype(np.uint8))) for m in fulls]
+    masks = CropMask.from_rles([r["counts"] for r in rles], height, width)
+    for mask, rle in zip(masks, rles):
+        assert_same_crop(mask, reference_crop(rle))
+    assert all(m.area == 0 for m in CropMask.from_rles([rles[0]["counts"]] * 3, height, width))
+    with pytest.raises(ValueError, match="RLE covers"):
+        CropMask.from_rles([rles[2]["counts"], b"0"], height, width)
+
+
+def test_min_iou_leaves_only_pairs_that_cannot_reach_it_at_zero(monkeypatch):
+    rng = np.random.default_rng(14)
+    fulls = random_masks(rng, 80)
+    crops = [CropMask.from_full(m) for m in fulls]
+    crops.append(CropMask(np.zeros((0, 0), bool), 3, 3))
+    exact = mask_iou_matrix(crops[:41], crops[41:])
+    computed = []
+    monkeypatch.setattr(segmenter.masks, "mask_iou", lambda a, b: computed.append(1) or mask_iou(a, b))
+    for min_iou in (0.0, 0.05, 0.2, 0.5, 0.9):
+        computed.clear()
+        got = mask_iou_matrix(crops[:41], crops[41:], min_iou=min_iou)
+        reach = exact >= min_iou
+        assert np.array_equal(got[reach], exact[reach])  # exact, not approximately
+        assert np.all((got[~reach] == 0) | (got[~reach] == exact[~reach]))
+        if min_iou >= 0.5:
+            assert len(computed) < np.count_nonzero(exact)
+    # an IoU of exactly the threshold (3 of 10 pixels) is computed
+    a, b = CropMask(np.ones((1, 10), bool), 0, 0), CropMask(np.ones((1, 3), bool), 2, 0)
+    assert mask_iou_matrix([a], [b], min_iou=0.3)[0, 0] == 0.3
+    assert mask_iou_matrix([a], [b], min_iou=0.31)[0, 0] == 0
