@@ -86,9 +86,11 @@ class _RleChecker:
     so a mask error on an earlier line is the one reported, as when lines were checked one by one.
     """
 
-    def __init__(self, path: Path | str) -> None:
-        self.path = path
+    def __init__(self, path: Path | str, keep_runs: bool = False) -> None:
+        self.path, self.keep_runs = path, keep_runs
         self.lines: list[tuple[int, int, int, str]] = []  # (lineno, height, width, rle)
+        self.runs: list[np.ndarray] = []  # with keep_runs: every checked batch's runs, compact
+        self.counts: list[np.ndarray] = []  # ... and how many runs each of its lines has
 
     def add(self, lineno: int, height: int, width: int, rle: str) -> None:
         self.lines.append((lineno, height, width, rle))
@@ -108,12 +110,27 @@ class _RleChecker:
             else:
                 sums = np.concatenate(([0], np.cumsum(runs)))
                 if ((sums[offsets[1:]] - sums[offsets[:-1]]) == sizes[:, 0] * sizes[:, 1]).all():
+                    if self.keep_runs:
+                        self.runs.append(compact_runs(runs))
+                        self.counts.append(np.diff(offsets))
                     return
         for lineno, height, width, rle in lines:  # something is wrong: find the first bad line and its message
             try:
                 check_rle(height, width, rle)
             except ValueError as exc:
                 raise InputError(f"{self.path}:{lineno}: {exc}") from None
+
+    def kept_runs(self) -> tuple[np.ndarray, np.ndarray]:
+        """Every checked line's runs (after :meth:`flush`): line ``i`` has ``runs[offsets[i]:offsets[i + 1]]``."""
+        offsets = np.zeros(sum(c.size for c in self.counts) + 1, dtype=np.int64)
+        if self.counts:
+            np.cumsum(np.concatenate(self.counts), out=offsets[1:])
+        return (np.concatenate(self.runs) if self.runs else np.zeros(0, dtype=np.int32)), offsets
+
+
+def compact_runs(runs: np.ndarray) -> np.ndarray:
+    """int32 runs where they fit (every frame under 2**31 pixels): a file's masks are kept as runs, not strings."""
+    return runs.astype(np.int32) if runs.size == 0 or int(runs.max()) < 2**31 else runs.astype(np.int64)
 
 
 def _lines(path: Path) -> Iterator[tuple[int, list[str]]]:
@@ -148,9 +165,23 @@ def read_mots(path: Path | str) -> list[MotsRecord]:
 
 def read_mots_detections(path: Path | str) -> list[MotsDetection]:
     """Read a MOTS detection file (``frame class_id score img_h img_w rle``)."""
+    return _read_detections(Path(path), _RleChecker(path))
+
+
+def read_mots_detection_runs(path: Path | str) -> tuple[list[MotsDetection], np.ndarray, np.ndarray]:
+    """:func:`read_mots_detections`, plus every line's run lengths as parsed while checking them.
+
+    Line ``i``'s runs are ``runs[offsets[i]:offsets[i + 1]]``: the replay segmenter decodes
+    crops from them without parsing the strings a second time.
+    """
+    checker = _RleChecker(path, keep_runs=True)
+    records = _read_detections(Path(path), checker)
+    return (records, *checker.kept_runs())
+
+
+def _read_detections(path: Path, checker: _RleChecker) -> list[MotsDetection]:
     records = []
-    checker = _RleChecker(path)
-    for lineno, fields in _lines(Path(path)):
+    for lineno, fields in _lines(path):
         try:
             if len(fields) != 6:
                 raise ValueError(f"expected 6 fields 'frame class_id score img_h img_w rle', got {len(fields)}")

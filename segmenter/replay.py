@@ -19,8 +19,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from common import InputError
 from segmenter.detections import Detections
-from segmenter.masks import CropMask
-from segmenter.motsio import check_rle, read_mots_detections
+from segmenter.masks import CropMask, rle_runs_batch
+from segmenter.motsio import check_rle, compact_runs, read_mots_detection_runs
 
 MOTS_CLASS_NAMES = {1: "car", 2: "pedestrian"}
 
@@ -46,11 +46,12 @@ class ReplaySegmenter:
             raise InputError("segmenter.replay.path is required with the replay segmenter (or run --detections FILE)")
         path = Path(config.path)
         fmt = config.format if config.format != "auto" else ("coco" if path.suffix.lower() == ".json" else "mots")
-        rows = _load_coco(path) if fmt == "coco" else _load_mots(path)
-        self._by_frame: dict[int, list[tuple[int, float, int, int, str]]] = defaultdict(list)
-        for frame, class_id, score, height, width, rle in rows:
+        rows, self._runs, self._offsets = _load_coco(path) if fmt == "coco" else _load_mots(path)
+        # masks are kept as the run lengths parsed while checking the file: a frame is decoded without parsing again
+        self._by_frame: dict[int, list[tuple[int, float, int]]] = defaultdict(list)  # (class_id, score, row)
+        for index, (frame, class_id, score, _, _) in enumerate(rows):
             if score >= config.score_threshold:
-                self._by_frame[frame].append((class_id, score, height, width, rle))
+                self._by_frame[frame].append((class_id, score, index))
         sizes = {(row[3], row[4]) for row in rows}
         if len(sizes) > 1:
             raise InputError(f"{path}: detections have different image sizes {sorted(sizes)}")
@@ -77,7 +78,7 @@ class ReplaySegmenter:
                     f"{self.image_size[1]}x{self.image_size[0]}"
                 )
             rows = self._by_frame.get(self.cursor, [])
-            masks = CropMask.from_rles([row[4] for row in rows], *size) if rows else []
+            masks = self._masks([row[2] for row in rows], size[0]) if rows else []
             keep = [i for i, m in enumerate(masks) if m.area]
             out.append(
                 Detections.from_masks(
@@ -91,12 +92,28 @@ class ReplaySegmenter:
             self.cursor += 1
         return out
 
+    def _masks(self, indices: list[int], height: int) -> list[CropMask]:
+        """The crops of the given rows, from their stored runs (a frame's rows are usually adjacent in the file)."""
+        rows = np.array(indices)
+        starts, stops = self._offsets[rows], self._offsets[rows + 1]
+        if (starts[1:] == stops[:-1]).all():
+            runs = self._runs[starts[0] : stops[-1]]
+        else:
+            runs = np.concatenate([self._runs[a:b] for a, b in zip(starts.tolist(), stops.tolist())])
+        offsets = np.zeros(rows.size + 1, dtype=np.int64)
+        np.cumsum(stops - starts, out=offsets[1:])
+        return CropMask.from_runs_batch(runs, offsets, height)
 
-def _load_mots(path: Path) -> list[tuple[int, int, float, int, int, str]]:
-    return [(d.frame, d.class_id, d.score, d.height, d.width, d.rle) for d in read_mots_detections(path)]
+
+_Rows = tuple[list[tuple[int, int, float, int, int]], np.ndarray, np.ndarray]  # (frame, class, score, h, w), runs
 
 
-def _load_coco(path: Path) -> list[tuple[int, int, float, int, int, str]]:
+def _load_mots(path: Path) -> _Rows:
+    detections, runs, offsets = read_mots_detection_runs(path)
+    return [(d.frame, d.class_id, d.score, d.height, d.width) for d in detections], runs, offsets
+
+
+def _load_coco(path: Path) -> _Rows:
     if not path.is_file():
         raise InputError(f"file not found: {path}")
     try:
@@ -105,7 +122,7 @@ def _load_coco(path: Path) -> list[tuple[int, int, float, int, int, str]]:
         raise InputError(f"{path}: not valid JSON ({exc})") from None
     if not isinstance(items, list):
         raise InputError(f"{path}: COCO results must be a JSON list of detections")
-    rows = []
+    rows, strings = [], []
     for index, item in enumerate(items):
         try:
             seg = item["segmentation"]
@@ -114,8 +131,10 @@ def _load_coco(path: Path) -> list[tuple[int, int, float, int, int, str]]:
             if not isinstance(counts, str):
                 raise ValueError("segmentation.counts must be a compressed RLE string")
             check_rle(height, width, counts)
-            rows.append((int(item["image_id"]), int(item["category_id"]), float(item.get("score", 1.0)), height, width, counts))
+            rows.append((int(item["image_id"]), int(item["category_id"]), float(item.get("score", 1.0)), height, width))
+            strings.append(counts)
         except (KeyError, TypeError, ValueError) as exc:
             what = f"missing field {exc}" if isinstance(exc, KeyError) else str(exc)
             raise InputError(f"{path}: detection [{index}]: {what}") from None
-    return rows
+    runs, offsets = rle_runs_batch(strings)
+    return rows, compact_runs(runs), offsets

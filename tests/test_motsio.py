@@ -165,3 +165,21 @@ def test_bad_masks_are_reported_at_their_line_in_line_order(tmp_path, monkeypatc
     det.write_text("\n".join(["1 2 0.5 4 4 `0", f"1 2 0.5 4 4 {rle}"]) + "\n", encoding="utf-8")
     with pytest.raises(InputError, match=rf"det\.txt:2: {message}"):
         read_mots_detections(det)
+
+
+def test_detection_runs_are_kept_from_the_check_across_batches(tmp_path, monkeypatch):
+    import segmenter.motsio as motsio
+    from segmenter.masks import rle_runs_batch
+
+    monkeypatch.setattr(motsio, "_CHECK_LINES", 3)  # several checked batches
+    rng = np.random.default_rng(9)
+    lines = []
+    for frame in range(1, 12):
+        full = rng.random((7, 9)) > rng.random()
+        lines.append(format_detection_line(frame, 1, 0.5, CropMask.from_full(full).to_rle(7, 9)))
+    path = tmp_path / "det.txt"
+    path.write_text("\n".join(lines) + "\n")
+    records, runs, offsets = motsio.read_mots_detection_runs(path)
+    assert records == read_mots_detections(path) and runs.dtype == np.int32
+    expected, expected_offsets = rle_runs_batch([r.rle for r in records])
+    assert np.array_equal(runs, expected) and np.array_equal(offsets, expected_offsets)

@@ -98,3 +98,23 @@ def test_served_masks_equal_a_full_frame_pycocotools_decode(tmp_path):
         for got, want, box in zip(det.masks, expected, det.boxes):
             assert (got.x0, got.y0, got.crop.shape) == (want.x0, want.y0, want.crop.shape)
             assert np.array_equal(got.crop, want.crop) and box.tolist() == list(want.window)
+
+
+def test_frames_whose_lines_are_not_adjacent_in_the_file(tmp_path):
+    rng = np.random.default_rng(6)
+    masks = {(f, k): CropMask(rng.random((5, 7)) > 0.3, int(rng.integers(0, 30)), int(rng.integers(0, 20)))
+             for f in (1, 2) for k in range(3)}
+    order = [(1, 0), (2, 0), (1, 1), (2, 1), (2, 2), (1, 2)]  # frames interleaved
+    path = tmp_path / "det.txt"
+    path.write_text("".join(format_detection_line(f, 2, 0.9, masks[f, k].to_rle(H, W)) + "\n" for f, k in order))
+    for fmt_path in (path, tmp_path / "det.json"):
+        if fmt_path.suffix == ".json":
+            fmt_path.write_text(json.dumps([
+                {"image_id": f, "category_id": 2, "score": 0.9, "segmentation": masks[f, k].to_rle(H, W)} for f, k in order
+            ]))
+        first, second = ReplaySegmenter(ReplayConfig(path=str(fmt_path))).segment([None, None])
+        for det, frame in ((first, 1), (second, 2)):
+            assert len(det) == 3
+            for got, k in zip(det.masks, range(3)):
+                want = CropMask.from_full(masks[frame, k].to_full(H, W))
+                assert got.window == want.window and np.array_equal(got.crop, want.crop)
