@@ -188,26 +188,25 @@ def frame_runs_batch(masks: Sequence[CropMask], height: int, width: int) -> tupl
     """Column-major run lengths (zeros first, no empty last run) of many masks in an ``(height, width)`` frame.
 
     As pycocotools counts them, ``runs[offsets[i]:offsets[i + 1]]``. Run boundaries are
-    found on the crops alone, each transposed into one buffer with a zero above and
-    below every column (the frame around a crop is zeros), then placed in the frame:
-    no frame-tall array, one comparison for all masks.
+    found on the crops alone, each with a zero row above and below (the frame around a
+    crop is zeros), by comparing rows in place (no transpose), then placed in the frame
+    and sorted into column-major order for all masks at once: no frame-tall array.
     """
     crops = [mask.clipped(height, width) for mask in masks]
-    shapes = np.array([m.crop.shape if m.area else (0, 0) for m in crops], dtype=np.int64).reshape(-1, 2)
-    tall, wide = shapes[:, 0] + 2 * (shapes[:, 0] > 0), shapes[:, 1]
-    sizes = tall * wide
-    bases = np.cumsum(sizes) - sizes
-    buffer = np.zeros(int(sizes.sum()) + 1, dtype=np.uint8)
-    for m, base, size, column in zip(crops, bases.tolist(), sizes.tolist(), tall.tolist()):
-        if size:
-            buffer[base : base + size].reshape(-1, column)[:, 1:-1] = cv2.transpose(m.crop.view(np.uint8))
-    edges = np.flatnonzero(buffer[1:] != buffer[:-1]) + 1  # the padding keeps masks apart
-    owner = np.searchsorted(bases, edges, side="right") - 1
-    col, row = np.divmod(edges - bases[owner], tall[owner])
-    corners = np.array([(m.x0, m.y0) for m in crops], dtype=np.int64).reshape(-1, 2)
-    bounds = (corners[owner, 0] + col) * height + corners[owner, 1] + row - 1
+    pixels = height * width
+    found = []
+    for rank, m in enumerate(crops):
+        if m.area:
+            crop_h, crop_w = m.crop.shape
+            padded = np.zeros((crop_h + 2, crop_w), dtype=bool)
+            padded[1:-1] = m.crop
+            flat = padded.ravel()
+            row, col = np.divmod(np.flatnonzero(flat[crop_w:] != flat[:-crop_w]), crop_w)
+            found.append((m.x0 + col) * height + (m.y0 + rank * (pixels + 1)) + row)  # masks apart, in order
+    keys = np.sort(np.concatenate(found)) if found else np.zeros(0, dtype=np.int64)
+    owner, bounds = np.divmod(keys, pixels + 1)
     # a full-height crop: a run ending at a column's bottom and one starting at the next top are one run
-    joined = np.flatnonzero((bounds[1:] == bounds[:-1]) & (owner[1:] == owner[:-1]))
+    joined = np.flatnonzero(keys[1:] == keys[:-1])
     if joined.size:
         drop = np.concatenate((joined, joined + 1))
         bounds, owner = np.delete(bounds, drop), np.delete(owner, drop)
@@ -215,7 +214,7 @@ def frame_runs_batch(masks: Sequence[CropMask], height: int, width: int) -> tupl
     per_mask = np.bincount(owner, minlength=len(crops))
     starts = np.cumsum(per_mask) - per_mask + 2 * np.arange(len(crops))
     framed = np.empty(bounds.size + 2 * len(crops), dtype=np.int64)
-    framed[starts], framed[starts + per_mask + 1] = 0, height * width
+    framed[starts], framed[starts + per_mask + 1] = 0, pixels
     framed[np.arange(bounds.size) + 2 * owner + 1] = bounds
     runs = np.diff(framed)
     keep = np.ones(runs.size, dtype=bool)
@@ -252,9 +251,9 @@ def encode_runs_batch(runs: np.ndarray, offsets: np.ndarray) -> list[str]:
     magnitude = np.where(values < 0, ~values, values)  # numbers in [-16 * 32**k, 16 * 32**k) take k + 1 characters
     chars = np.searchsorted(_CHUNK_LIMITS, magnitude, side="right") + 1
     positions = np.arange(int(chars.max()))
-    table = ((values[:, None] >> (5 * positions)) & 0x1F) + 48
-    table[positions < (chars - 1)[:, None]] += 0x20
-    text = table[positions < chars[:, None]].astype(np.uint8).tobytes().decode("ascii")
+    table = ((values[:, None] >> (5 * positions)) & 0x1F).astype(np.uint8)
+    table += np.where(positions < (chars - 1)[:, None], np.uint8(48 + 0x20), np.uint8(48))
+    text = table[positions < chars[:, None]].tobytes().decode("ascii")
     ends = np.concatenate(([0], np.cumsum(chars)))[offsets].tolist()
     return [text[start:stop] for start, stop in zip(ends[:-1], ends[1:])]
 
