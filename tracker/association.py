@@ -1,8 +1,9 @@
 """Mask-IoU association: cost matrices and the linear assignment (``lap``).
 
 The distance is a pluggable function (as in Norfair): it gets the tracks'
-predicted masks and the detections' masks and returns a similarity matrix. The
-default is mask IoU computed only for pairs whose boxes overlap.
+predicted masks, the detections' masks and the least similarity that can match,
+and returns a similarity matrix (pairs below that least value may be left at 0).
+The default is mask IoU computed only for pairs that can reach it.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import numpy as np
 
 from segmenter.masks import CropMask
 
-Similarity = Callable[[Sequence[CropMask], Sequence[CropMask]], np.ndarray]
+Similarity = Callable[[Sequence[CropMask], Sequence[CropMask], float], np.ndarray]
 
 
 def assign(similarity: np.ndarray, min_similarity: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -55,6 +55,11 @@ from tracker.config import TrackerConfig
 from tracker.kalman import KalmanBank
 
 
+def _mask_iou(masks_a: list[CropMask], masks_b: list[CropMask], min_iou: float) -> np.ndarray:
+    """The default similarity: mask IoU of the pairs that can reach ``min_iou``."""
+    return mask_iou_matrix(masks_a, masks_b, min_iou=min_iou)
+
+
 class TrackState(str, enum.Enum):
     TENTATIVE = "tentative"
     CONFIRMED = "confirmed"
@@ -113,7 +118,7 @@ class _Track:
 class MaskTracker:
     """Online multi-object tracker over :class:`Detections` with compact masks."""
 
-    def __init__(self, config: TrackerConfig | None = None, similarity: Similarity = mask_iou_matrix, first_id: int = 1):
+    def __init__(self, config: TrackerConfig | None = None, similarity: Similarity = _mask_iou, first_id: int = 1):
         self.config = config or TrackerConfig()
         self.similarity = similarity
         self.next_id = first_id  # the track_id the next confirmed track gets
@@ -228,9 +233,9 @@ class MaskTracker:
         if not tracks or not det_masks:
             return [], list(tracks), det_idx
         if similarity is not None:
-            sim = similarity(tracks, det_masks)
+            sim = similarity(tracks, det_masks, min_similarity)
         else:
-            sim = self.similarity([t.predicted for t in tracks], det_masks)
+            sim = self.similarity([t.predicted for t in tracks], det_masks, min_similarity)
         if self.config.class_consistent:
             track_classes = np.array([t.class_id for t in tracks])
             sim[track_classes[:, None] != detections.class_ids[det_idx][None, :]] = 0.0
@@ -245,13 +250,13 @@ class MaskTracker:
         matches = [(tracks[r], int(det_idx[c])) for r, c in pairs]
         return matches, [tracks[r] for r in free_rows], det_idx[free_cols]
 
-    def _last_seen(self, tracks: list[_Track], det_masks: list[CropMask]) -> np.ndarray:
+    def _last_seen(self, tracks: list[_Track], det_masks: list[CropMask], min_iou: float) -> np.ndarray:
         """Mask IoU with each track's last observed mask, where it was last seen (moved with the camera since)."""
         rows = self._rows(tracks)
         last = [_carried(t.mask, box) for t, box in zip(tracks, self._kalman.saved_boxes()[rows].tolist())]
-        return mask_iou_matrix(last, det_masks)
+        return mask_iou_matrix(last, det_masks, min_iou=min_iou)
 
-    def _rescue_similarity(self, tracks: list[_Track], det_masks: list[CropMask]) -> np.ndarray:
+    def _rescue_similarity(self, tracks: list[_Track], det_masks: list[CropMask], _: float) -> np.ndarray:
         """Rescue similarity: buffered box IoU (C-BIoU) of predicted and detected boxes.
 
         For objects that moved further than their own size (small, fast, or after a
@@ -430,7 +435,7 @@ class MaskTracker:
 
 _NEIGHBOURS = np.ones((3, 3), np.uint8)
 _PROBE_SECONDS, _PROBE_EVERY = 1.0, 30.0  # camera_motion auto: estimate this long, this often, while the camera is still
-_MOVING_PX = 1.0  # a frame's corner moving more than this means the camera moves
+_MOVING_PX = 0.5  # a frame's corner moving more than this means the camera moves
 
 
 def _carried(mask: CropMask, box: list[float]) -> CropMask:
