@@ -187,10 +187,11 @@ class MaskTracker:
         return result
 
     def _follow_camera(self, image: np.ndarray, detections: Detections) -> None:
-        """Move every track with the camera; in ``auto`` mode only while it moves, probing a second every half minute.
+        """Move every track with the camera; in ``auto`` mode only while it moves, probing a second every ten.
 
-        A fixed camera then costs a thirtieth of the estimate, and a camera that
-        starts to pan is noticed within half a minute and followed from then on.
+        A fixed camera then costs a tenth of the estimate, and a camera that starts
+        to pan is noticed within ten seconds and followed until it has been still
+        for a few seconds.
         """
         if self.config.camera_motion == "auto" and self.pts >= self._moving_until:
             if self.pts < self._next_probe:
@@ -204,7 +205,7 @@ class MaskTracker:
         height, width = image.shape[:2]
         corners = np.array([[0, 0], [width, 0], [0, height], [width, height]], dtype=np.float64)
         if np.abs(apply_to_points(affine, corners) - corners).max() > _MOVING_PX:
-            self._moving_until = self.pts + _PROBE_SECONDS  # still moving: keep following
+            self._moving_until = self.pts + _FOLLOW_SECONDS  # still moving: keep following
 
     def _features(self, detections: Detections, image: np.ndarray | None) -> np.ndarray | None:
         """Appearance vectors of this frame's detections: the segmenter's embeddings, else colours under the masks."""
@@ -434,7 +435,8 @@ class MaskTracker:
 
 
 _NEIGHBOURS = np.ones((3, 3), np.uint8)
-_PROBE_SECONDS, _PROBE_EVERY = 1.0, 30.0  # camera_motion auto: estimate this long, this often, while the camera is still
+_PROBE_SECONDS, _PROBE_EVERY = 1.0, 10.0  # camera_motion auto: estimate this long, this often, while the camera is still
+_FOLLOW_SECONDS = 3.0  # and keep estimating this long after the camera last moved
 _MOVING_PX = 0.5  # a frame's corner moving more than this means the camera moves
 
 
