@@ -209,9 +209,8 @@ class MaskTracker:
 
     def _features(self, detections: Detections, image: np.ndarray | None) -> np.ndarray | None:
         """Appearance vectors of this frame's detections: the segmenter's embeddings, else colours under the masks."""
-        embeddings = getattr(detections, "embeddings", None)
-        if embeddings is not None:
-            return embeddings
+        if detections.embeddings is not None:
+            return detections.embeddings
         if image is None or not len(detections) or not (self.config.appearance_weight or self.config.relink_appearance):
             return None
         return mask_histograms(image, detections.masks)
