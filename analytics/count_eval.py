@@ -13,7 +13,10 @@ from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from analytics.lines import LineConfig, LineCounter
+from segmenter.masks import rle_runs_batch
 from segmenter.motsio import MotsRecord
 
 CLASS_NAMES = {1: "car", 2: "pedestrian"}  # MOTS numbering; other ids (10: ignore regions) are not objects
@@ -75,13 +78,43 @@ def count_tracks(records: Iterable[MotsRecord], lines: list[LineConfig], fps: fl
     counter = LineCounter(lines)
     frames: dict[int, set[int]] = {}
     classes: dict[int, Counter] = {}
-    for r in rows:
+    for r, (x, y) in zip(rows, centroids(rows)):
         name = class_names[r.class_id]
         frames.setdefault(r.obj_id, set()).add(r.frame)
         classes.setdefault(r.obj_id, Counter())[name] += 1
-        counter.update(r.frame, r.frame / fps, r.obj_id, name, r.mask().centroid())
+        counter.update(r.frame, r.frame / fps, r.obj_id, name, (float(x), float(y)))
     unique = Counter(classes[obj].most_common(1)[0][0] for obj, seen in frames.items() if len(seen) >= min_frames)
     return Counts(dict(unique), dict(counter.totals))
+
+
+def centroids(records: list[MotsRecord]) -> np.ndarray:
+    """(n, 2) mean pixel positions (x, y), as :meth:`CropMask.centroid`, straight from the RLE runs: no mask is decoded.
+
+    In column-major order pixel ``p`` sits at ``(p // h, p % h)``; the coordinate sums over a run ``[b, e)``
+    are differences of closed-form prefix sums, which also hold for runs that wrap into the next column.
+    """
+    out = np.full((len(records), 2), np.nan)
+    if not records:
+        return out
+    runs, offsets = rle_runs_batch([r.rle for r in records])
+    h = np.repeat(np.array([r.height for r in records], dtype=np.int64), np.diff(offsets))
+    owner = np.repeat(np.arange(len(records)), np.diff(offsets))
+    index = np.arange(runs.size) - offsets[owner]  # of each run within its string; odd runs are the ones
+    ends = np.cumsum(runs) - np.repeat(np.cumsum(runs)[offsets[:-1] - 1] * (offsets[:-1] > 0), np.diff(offsets))
+    ones = index % 2 == 1
+    begin, end, hh = ends[ones] - runs[ones], ends[ones], h[ones]
+
+    def prefix(n: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        q, r = np.divmod(n, hh)
+        return hh * q * (q - 1) / 2 + r * q, q * hh * (hh - 1) / 2 + r * (r - 1) / 2
+
+    (xe, ye), (xb, yb) = prefix(end), prefix(begin)
+    area = np.bincount(owner[ones], runs[ones], len(records))
+    sx = np.bincount(owner[ones], xe - xb, len(records))
+    sy = np.bincount(owner[ones], ye - yb, len(records))
+    seen = area > 0
+    out[seen, 0], out[seen, 1] = sx[seen] / area[seen], sy[seen] / area[seen]
+    return out
 
 
 def compare(pred: Counts, gt: Counts) -> CountDiff:

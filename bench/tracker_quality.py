@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import hashlib
 import io
 import math
 import multiprocessing
@@ -137,10 +138,11 @@ def run_job(job: Job) -> list[Result]:
     """Make (or reuse) the job's detections, run every tracker on them, score each result."""
     seq, tag = job.seq, f"{job.seq.name}-{job.level}-{job.seed}-{job.max_frames}"
     gt_path = _sliced_gt(job)
-    det = job.work / f"{tag}-det.txt"
+    noise = NoiseModel.level(job.level, job.seed)
+    det = job.work / f"{tag}-det-{hashlib.sha1(repr(noise).encode()).hexdigest()[:8]}.txt"  # a changed model: new file
     if not det.exists():
         tmp = det.with_suffix(".tmp")
-        noisy_detections(gt_path, tmp, NoiseModel.level(job.level, job.seed))
+        noisy_detections(gt_path, tmp, noise)
         tmp.replace(det)
     gt = read_mots(gt_path)
     first, last = min(r.frame for r in gt), max(r.frame for r in gt)
@@ -156,7 +158,7 @@ def run_job(job: Job) -> list[Result]:
         elif name == "perfect":
             perfect_mots(gt_path, det, out)
         else:
-            box_mots(name, det, out, seq.fps, first, last - first + 1, seq.images)
+            box_mots(name, det, out, seq.fps, first, last - first + 1)  # boxes only: they would ignore images
         counts = compare(count_tracks(read_mots(out), lines, seq.fps), truth)
         results.append(Result(seq.name, seq.fmt, job.level, job.seed, name, trackeval_raw(gt_path, out, seq.fmt), counts))
     return results
@@ -356,6 +358,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--config", type=Path, help="YAML of TrackerConfig keys for maskwatch (or a site config)")
     parser.add_argument("--max-frames", type=int, help="only the first N frames of each sequence")
     parser.add_argument("--markdown", type=Path, help="write the tables as markdown to this file")
+    parser.add_argument("--work", type=Path, help="keep detections and results here (detections are reused by "
+                        "later runs: tuning); default: a temporary folder")
     parser.add_argument("--verbose", action="store_true", help="also print one row per sequence, level, seed, tracker")
     args = parser.parse_args(argv)
     seqs = [s for s in sequences(args.data) if args.split in ("all", s.split)]
@@ -368,8 +372,10 @@ def main(argv: Sequence[str] | None = None) -> None:
         parser.error(f"no sequences under {args.data} for split {args.split!r}")
     config = load_track_config(args.config)[0]
     start = time.monotonic()
-    with tempfile.TemporaryDirectory(prefix="maskwatch-quality-") as tmp:
-        results = run(seqs, args.trackers, args.seeds, config, args.jobs, Path(tmp), args.max_frames, args.levels)
+    with contextlib.ExitStack() as stack:
+        work = args.work or Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="maskwatch-quality-")))
+        work.mkdir(parents=True, exist_ok=True)
+        results = run(seqs, args.trackers, args.seeds, config, args.jobs, work, args.max_frames, args.levels)
     elapsed = time.monotonic() - start
     if args.verbose:
         print("\n".join(per_sequence_lines(results)), end="\n\n")

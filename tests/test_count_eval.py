@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from analytics.count_eval import CountDiff, Counts, compare, count_tracks, default_lines
+from analytics.count_eval import CountDiff, Counts, centroids, compare, count_tracks, default_lines
 from segmenter.masks import CropMask
 from segmenter.motsio import MotsRecord
 
@@ -64,3 +64,13 @@ def test_wrong_class_and_direction_count_as_errors_and_sequences_add_up():
     both = diff + compare(Counts({"car": 3}, {("h", "car", "in"): 2}), Counts({"car": 4}, {("h", "car", "in"): 2}))
     assert both.unique_gt["car"] == 5 and both.unique_diff["car"] == 2 and both.unique_error(["car"]) == 40.0
     assert CountDiff().unique_error(["car"]) is None  # nothing to count: no rate
+
+
+def test_centroids_from_runs_are_the_masks_centroids():
+    """Including runs that wrap into the next column (a mask as tall as the frame) and an empty mask."""
+    rng = np.random.default_rng(0)
+    masks = [CropMask(rng.random((h, w)) < 0.9, x, y) for h, w, x, y in ((10, 7, 3, 5), (H, 4, 20, 0), (1, 1, 299, 199))]
+    records = [MotsRecord(0, i, 1, H, W, m.to_rle(H, W)["counts"]) for i, m in enumerate(masks)]
+    records.append(MotsRecord(0, 9, 1, H, W, CropMask(np.zeros((0, 0), bool), 0, 0).to_rle(H, W)["counts"]))
+    got = centroids(records)
+    assert np.allclose(got[:3], [m.centroid() for m in masks]) and np.isnan(got[3]).all()
