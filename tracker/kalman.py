@@ -23,7 +23,10 @@ _VEL_STD = _TUNED_FPS / 160  # × h px/s: velocity process noise per 1/14 s
 # process noise as variance per second, times h²: a random walk's variance grows linearly with time
 _Q_RATE = np.square([_POS_STD] * 4 + [_VEL_STD] * 2) * _TUNED_FPS
 _R_UNIT = np.square([_POS_STD] * 4)
-_P0_UNIT = np.square([2 * _POS_STD] * 4 + [10 * _VEL_STD] * 2)
+# a new track's speed is unknown: up to several heights a second (a car crossing a moving camera's view), so the
+# second observation sets it nearly alone instead of the filter taking many frames to learn it
+_P0_VEL_STD = 5.0  # × h px/s
+_P0_UNIT = np.square([2 * _POS_STD] * 4 + [_P0_VEL_STD] * 2)
 
 
 def xyxy_to_cxcywh(boxes: np.ndarray) -> np.ndarray:

@@ -11,7 +11,8 @@ One ``update`` per frame, read top to bottom (as in SORT):
    gap the Kalman prediction has drifted, the last observation has not);
 5. match the remaining high-score detections to tentative tracks;
 6. rescue: match what is left of both by buffered box IoU, for small or
-   fast objects whose predicted mask no longer overlaps their new one;
+   fast objects whose predicted mask no longer overlaps their new one
+   (known tracks first: a tentative one is often a duplicate of a lagging track);
 7. start tentative tracks from what is left, age and remove the rest.
 
 Mask IoU decides which pairs may match; among those, the assignment weighs in
@@ -171,12 +172,11 @@ class MaskTracker:
         recovered_tracks = {id(t) for t, _ in recovered}
         rest_tracks = [t for t in rest_tracks if id(t) not in recovered_tracks]
         matched_tent, rest_tent, rest_high = match(tentative, detections, features, rest_high, cfg.tentative_match_iou)
-        rescued, _, rest_high = match(
-            rest_tracks + rest_tent, detections, features, rest_high, cfg.rescue_iou, self._rescue_similarity
-        )
+        rescued, _, rest_high = match(rest_tracks, detections, features, rest_high, cfg.rescue_iou, self._rescue_similarity)
+        rescued_tent, _, rest_high = match(rest_tent, detections, features, rest_high, cfg.rescue_iou, self._rescue_similarity)
 
         result = FrameTracks(self.frame, self.pts, [])
-        pairs = matched + matched_lost + matched_low + recovered + matched_tent + rescued
+        pairs = matched + matched_lost + matched_low + recovered + matched_tent + rescued + rescued_tent
         self._correct(pairs, detections, features)
         for track, det in sorted(pairs, key=lambda p: p[0].state is TrackState.TENTATIVE):  # known tracks first:
             self._observe_match(track, detections, det, result)  # a lost one seen again is no longer re-linkable
