@@ -30,7 +30,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import hashlib
-import io
 import math
 import multiprocessing
 import statistics
@@ -41,8 +40,6 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import trackeval
-
 from analytics.count_eval import CountDiff, compare, count_tracks, default_lines
 from bench.reference import BOX_TRACKERS, box_mots, engine_mots, noisy_detections, perfect_mots
 from maskwatch.engine import mask_tracker
@@ -50,13 +47,12 @@ from maskwatch.offline import load_track_config
 from segmenter.motsio import read_mots
 from segmenter.noise import LEVELS, NoiseModel
 from tracker.config import TrackerConfig
-from tracker.evaluate import _CLASSES, _check_fit, _flatten, _layout
+from tracker.evaluate import CLASSES, METRICS, flatten, sequence_results
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 TRACKERS = ("maskwatch", *BOX_TRACKERS, "perfect")
 TUNE = ("MOTS20-05", "KITTI-0000", "KITTI-0004", "KITTI-0011", "KITTI-0015")
 SEEDS = (0, 1, 2)
-METRICS = (trackeval.metrics.HOTA, trackeval.metrics.CLEAR, trackeval.metrics.Identity)
 SETS = {  # name → (format, classes TrackEval combines)
     "MOTS20": ("mots20", ("pedestrian",)),
     "KITTI car": ("kitti", ("car",)),
@@ -165,25 +161,8 @@ def run_job(job: Job) -> list[Result]:
 
 
 def trackeval_raw(gt_path: Path, pred_path: Path, fmt: str) -> dict:
-    """TrackEval's per-sequence results (class → metric → values), to be combined over sequences as TrackEval does.
-
-    The folder layout and input checks are ``tracker.evaluate``'s; only the result is kept unflattened.
-    """
-    _check_fit(read_mots(gt_path), read_mots(pred_path), gt_path, pred_path, fmt)
-    length = max(r.frame for r in read_mots(gt_path)) - (1 if fmt == "mots20" else 0) + 1
-    eval_config = trackeval.Evaluator.get_default_eval_config()
-    eval_config.update(USE_PARALLEL=False, PRINT_RESULTS=False, PRINT_CONFIG=False, TIME_PROGRESS=False,
-                       OUTPUT_SUMMARY=False, OUTPUT_DETAILED=False, PLOT_CURVES=False, BREAK_ON_ERROR=True,
-                       LOG_ON_ERROR=None, DISPLAY_LESS_PROGRESS=True)
-    with tempfile.TemporaryDirectory(prefix="maskwatch-eval-") as tmp:
-        dataset_config = _layout(Path(tmp), gt_path, pred_path, fmt, "seq")
-        dataset_config["SEQ_INFO"] = {"seq": length}
-        dataset_cls = trackeval.datasets.MOTSChallenge if fmt == "mots20" else trackeval.datasets.KittiMOTS
-        metrics = [m({"PRINT_CONFIG": False}) for m in METRICS]
-        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
-            results, _ = trackeval.Evaluator(eval_config).evaluate([dataset_cls(dataset_config)], metrics)
-    per_seq = next(iter(results.values()))["maskwatch"]["seq"]
-    return {cls: {m.get_name(): per_seq[cls][m.get_name()] for m in metrics} for cls in _CLASSES[fmt]}
+    """TrackEval's per-sequence results (class → metric → values), to be combined over sequences as TrackEval does."""
+    return sequence_results(gt_path, pred_path, fmt)
 
 
 def combine(results: Iterable[Result], classes: Sequence[str]) -> dict[str, float]:
@@ -195,8 +174,8 @@ def combine(results: Iterable[Result], classes: Sequence[str]) -> dict[str, floa
         by_class[cls] = {m.get_name(): m.combine_sequences({f"{r.seq}": r.raw[cls][m.get_name()] for r in results})
                          for m in metrics}
     if len(classes) == 1:
-        return _flatten(by_class[classes[0]])
-    return _flatten({m.get_name(): m.combine_classes_det_averaged({c: by_class[c][m.get_name()] for c in classes})
+        return flatten(by_class[classes[0]])
+    return flatten({m.get_name(): m.combine_classes_det_averaged({c: by_class[c][m.get_name()] for c in classes})
                      for m in metrics})
 
 
@@ -322,7 +301,7 @@ def per_sequence_lines(results: list[Result]) -> list[str]:
     out = [f"{'sequence':<12} {'level':<6} {'seed':>4} {'tracker':<10} {'HOTA':>6} {'IDF1':>6} {'IDSW':>5} "
            f"{'uniq%':>6} {'line%':>6}"]
     for r in sorted(results, key=lambda r: (r.seq, r.level, r.seed, TRACKERS.index(r.tracker))):
-        classes = _CLASSES[r.fmt]
+        classes = CLASSES[r.fmt]
         m = combine([r], classes)
         unique, line = r.counts.unique_error(classes), r.counts.line_error(classes)
         out.append(f"{r.seq:<12} {r.level:<6} {r.seed:>4} {r.tracker:<10} {m['HOTA']:>6.1f} {m['IDF1']:>6.1f} "

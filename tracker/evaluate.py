@@ -23,12 +23,12 @@ from common import InputError
 from segmenter.motsio import MotsRecord, read_mots
 
 Format = Literal["mots20", "kitti"]
-_CLASSES = {"mots20": ["pedestrian"], "kitti": ["car", "pedestrian"]}
+CLASSES = {"mots20": ["pedestrian"], "kitti": ["car", "pedestrian"]}
 _CLASS_IDS = {"car": 1, "pedestrian": 2}  # both benchmarks' numbering
 _FIRST_FRAME = {"mots20": 1, "kitti": 0}
 
 
-def _flatten(result: dict) -> dict[str, float]:
+def flatten(result: dict) -> dict[str, float]:
     hota, clear, identity = result["HOTA"], result["CLEAR"], result["Identity"]
     return {
         "HOTA": float(hota["HOTA"].mean()) * 100,
@@ -55,12 +55,15 @@ def _layout(root: Path, gt_path: Path, pred_path: Path, fmt: Format, seq: str) -
         "GT_FOLDER": str(root / "gt"),
         "TRACKERS_FOLDER": str(root / "trackers"),
         "TRACKERS_TO_EVAL": ["maskwatch"],
-        "CLASSES_TO_EVAL": _CLASSES[fmt],
+        "CLASSES_TO_EVAL": CLASSES[fmt],
         "PRINT_CONFIG": False,
     }
     if fmt == "mots20":
         config["SKIP_SPLIT_FOL"] = True
     return config
+
+
+METRICS = (trackeval.metrics.HOTA, trackeval.metrics.CLEAR, trackeval.metrics.Identity)
 
 
 def evaluate_mots(gt_path: Path | str, pred_path: Path | str, fmt: Format = "mots20", seq_name: str = "seq") -> dict[str, float]:
@@ -70,6 +73,24 @@ def evaluate_mots(gt_path: Path | str, pred_path: Path | str, fmt: Format = "mot
     from 0) the plain keys are the detection-weighted average over car and
     pedestrian, and ``car/HOTA``, ``pedestrian/HOTA``… give each class.
     """
+    combined, metrics = _evaluate(gt_path, pred_path, fmt, seq_name, "COMBINED_SEQ")
+    if fmt == "mots20":
+        return flatten(combined["pedestrian"])
+    both = {m.get_name(): m.combine_classes_det_averaged({c: combined[c][m.get_name()] for c in CLASSES["kitti"]}) for m in metrics}
+    out = flatten(both)
+    for cls in CLASSES["kitti"]:
+        out.update({f"{cls}/{k}": v for k, v in flatten(combined[cls]).items()})
+    return out
+
+
+def sequence_results(gt_path: Path | str, pred_path: Path | str, fmt: Format, seq_name: str = "seq") -> dict[str, dict]:
+    """TrackEval's raw results of one sequence (class → metric name → values), to combine over many as a benchmark does."""
+    per_seq, _ = _evaluate(gt_path, pred_path, fmt, seq_name, seq_name)
+    return {cls: {m.__name__: per_seq[cls][m.__name__] for m in METRICS} for cls in CLASSES[fmt]}
+
+
+def _evaluate(gt_path: Path | str, pred_path: Path | str, fmt: Format, seq_name: str, key: str) -> tuple[dict, list]:
+    """Check both files, run TrackEval on them quietly; returns the results under ``key`` and the metric objects."""
     if fmt not in _FIRST_FRAME:
         raise InputError(f"unknown format {fmt!r}: expected one of {', '.join(_FIRST_FRAME)}")
     gt_path, pred_path = Path(gt_path), Path(pred_path)
@@ -89,22 +110,14 @@ def evaluate_mots(gt_path: Path | str, pred_path: Path | str, fmt: Format = "mot
         dataset_config = _layout(Path(tmp), gt_path, pred_path, fmt, seq_name)
         dataset_config["SEQ_INFO"] = {seq_name: length}
         dataset_cls = trackeval.datasets.MOTSChallenge if fmt == "mots20" else trackeval.datasets.KittiMOTS
-        quiet = {"PRINT_CONFIG": False}
-        metrics = [trackeval.metrics.HOTA(quiet), trackeval.metrics.CLEAR(quiet), trackeval.metrics.Identity(quiet)]
+        metrics = [m({"PRINT_CONFIG": False}) for m in METRICS]
         try:  # TrackEval prints a traceback to stderr before re-raising: both streams are silenced
             with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
                 results, _ = trackeval.Evaluator(eval_config).evaluate([dataset_cls(dataset_config)], metrics)
         except Exception as exc:  # whatever TrackEval raises is about these inputs
             reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise InputError(f"TrackEval rejected {pred_path} against {gt_path}: {reason}") from None
-    combined = next(iter(results.values()))["maskwatch"]["COMBINED_SEQ"]
-    if fmt == "mots20":
-        return _flatten(combined["pedestrian"])
-    both = {m.get_name(): m.combine_classes_det_averaged({c: combined[c][m.get_name()] for c in _CLASSES["kitti"]}) for m in metrics}
-    out = _flatten(both)
-    for cls in _CLASSES["kitti"]:
-        out.update({f"{cls}/{k}": v for k, v in _flatten(combined[cls]).items()})
-    return out
+    return next(iter(results.values()))["maskwatch"][key], metrics
 
 
 def _check_fit(gt: list[MotsRecord], pred: list[MotsRecord], gt_path: Path, pred_path: Path, fmt: Format) -> int:
@@ -131,8 +144,8 @@ def _check_fit(gt: list[MotsRecord], pred: list[MotsRecord], gt_path: Path, pred
     if other is not None:
         raise InputError(f"{pred_path}: frame {other.frame} has image size {other.height}x{other.width}, "
                          f"the ground truth {size[0]}x{size[1]}")
-    scored = {_CLASS_IDS[c] for c in _CLASSES[fmt]}
+    scored = {_CLASS_IDS[c] for c in CLASSES[fmt]}
     if pred and not any(r.class_id in scored for r in pred):
-        names = ", ".join(f"{c} ({_CLASS_IDS[c]})" for c in _CLASSES[fmt])
+        names = ", ".join(f"{c} ({_CLASS_IDS[c]})" for c in CLASSES[fmt])
         raise InputError(f"{pred_path}: no line has a class {fmt} scores: {names}")
     return last
