@@ -272,7 +272,7 @@ def test_resolve_overlaps_gives_each_pixel_to_one_mask():
 def test_mots_lines_are_disjoint_and_decodable():
     from pycocotools import mask as mask_utils
 
-    r = Feed(TrackerConfig(min_hits=1))(dets([disc(50, 50, 10), disc(58, 50, 10)], scores=[0.6, 0.9]))
+    r = Feed(TrackerConfig(min_hits=1))(dets([disc(50, 50, 10), disc(58, 50, 10)], scores=[0.75, 0.9]))
     lines = mots_lines(7, r.tracks, (H, W))
     decoded = []
     for line in lines:
