@@ -19,7 +19,7 @@ class TrackerConfig(BaseModel):
     high_score: float = Field(0.5, ge=0, le=1, description="Detections at or above this score are matched first and may start tracks.")
     low_score: float = Field(0.1, ge=0, le=1, description="Detections between low_score and high_score only keep existing tracks alive (ByteTrack's second stage).")
     new_track_score: float = Field(0.6, ge=0, le=1, description="Minimum score for an unmatched detection to start a new track.")
-    match_iou: float = Field(0.15, gt=0, le=1, description="Minimum mask IoU between a track's predicted mask and a high-score detection.")
+    match_iou: float = Field(0.2, gt=0, le=1, description="Minimum mask IoU between a track's predicted mask and a high-score detection.")
     low_match_iou: float = Field(0.3, gt=0, le=1, description="Minimum mask IoU for the low-score stage, stricter than match_iou because low scores are often clutter.")
     tentative_match_iou: float = Field(0.3, gt=0, le=1, description="Minimum mask IoU to extend a tentative (not yet confirmed) track.")
     rescue_iou: float = Field(0.3, gt=0, le=1, description="Minimum buffered box IoU in the rescue stage, for tracks no mask matched.")
