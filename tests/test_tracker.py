@@ -397,3 +397,35 @@ def test_masks_touching_another_or_the_border_are_measured_with_more_noise():
     ]
     noise = tracker._partial_noise(dets(masks))
     assert noise.tolist() == [3.0, 3.0, 1.0, 1.0, 3.0, 3.0, 3.0, 1.0, 1.0]
+
+
+def test_kalman_bank_equals_filterpy_one_filter_per_track():
+    """The batched filter is the textbook one: the same states as filterpy's KalmanFilter run per track."""
+    from filterpy.kalman import KalmanFilter
+
+    from tracker import kalman
+
+    rng = np.random.default_rng(3)
+    boxes = np.array([[10, 20, 40, 80], [200, 50, 260, 170]], float)
+    bank = KalmanBank()
+    bank.add(boxes)
+    filters = []
+    for row in range(len(boxes)):
+        kf = KalmanFilter(dim_x=6, dim_z=4)
+        kf.x, kf.P, kf.H = bank.x[row].copy(), bank.P[row].copy(), np.eye(4, 6)
+        filters.append(kf)
+    for step in range(8):
+        dt = 0.1 if step % 3 else 0.25
+        bank.predict(dt)
+        measured = boxes + step * np.array([3, 1, 3, 1]) + rng.normal(0, 1, boxes.shape)
+        bank.update(np.arange(len(boxes)), measured, noise_scale=np.array([1.0, 2.0]))
+        for row, kf in enumerate(filters):
+            h = max(kf.x[3], 1.0)
+            kf.F = np.eye(6)
+            kf.F[0, 4] = kf.F[1, 5] = dt
+            kf.Q = np.diag(kalman._Q_RATE * h * h * dt)
+            kf.predict()
+            kf.R = np.diag(kalman._R_UNIT * max(kf.x[3], 1.0) ** 2 * (1.0, 2.0)[row])
+            kf.update(kalman.xyxy_to_cxcywh(measured[row])[0])
+    np.testing.assert_allclose(bank.x, np.stack([kf.x for kf in filters]), rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(bank.P, np.stack([kf.P for kf in filters]), rtol=1e-6, atol=1e-6)
