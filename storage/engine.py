@@ -8,6 +8,8 @@ through :func:`open_engine`, which migrates it first (:mod:`storage.migrations`)
 
 from __future__ import annotations
 
+import sqlite3
+import time
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
@@ -34,10 +36,28 @@ def make_engine(url: str) -> Engine:
         cursor = dbapi_connection.cursor()
         # busy_timeout first: switching a new file to WAL takes a lock that another process may hold
         for pragma in ("busy_timeout=10000", "journal_mode=WAL", "synchronous=NORMAL", "foreign_keys=ON"):
-            cursor.execute(f"PRAGMA {pragma}")
+            _pragma(cursor, pragma)
         cursor.close()
 
     return engine
+
+
+def _pragma(cursor: Any, pragma: str, wait_s: float = 10.0) -> None:
+    """One PRAGMA, tried again while another process holds the lock it needs.
+
+    Switching a new file to WAL can fail with "database is locked" at once, without
+    waiting out busy_timeout, when several processes open the same new store together
+    (``serve``'s camera workers do).
+    """
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            cursor.execute(f"PRAGMA {pragma}")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
 
 
 def open_engine(url: str) -> Engine:
