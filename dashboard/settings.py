@@ -23,8 +23,9 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from dashboard.clock import Clock, zone
 from dashboard.passwords import check_encoded
 
 Role = Literal["operator", "viewer"]
@@ -65,6 +66,13 @@ class DashboardSection(_Strict):
     auth: AuthConfig = Field(default_factory=AuthConfig)
     stale_after_s: float = Field(5.0, gt=0, description="A camera whose status is older than this is shown as stale.")
     live_refresh_s: float = Field(0.3, gt=0, description="How often the Live page re-reads the latest frame.")
+    timezone: str | None = Field(None, description="IANA zone every time is shown in (e.g. Europe/Berlin); default: the server's.")
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, name: str | None) -> str | None:
+        zone(name)
+        return name
 
 
 class _StoreSection(_Lenient):
@@ -110,6 +118,11 @@ class Settings:
     @property
     def auth_required(self) -> bool:
         return bool(self.password_hashes)
+
+    @property
+    def clock(self) -> Clock:
+        """Times as the site reads them (``dashboard.timezone``)."""
+        return Clock(zone(self.dashboard.timezone))
 
     def role(self, username: str) -> Role:
         return self.dashboard.auth.users[username].role

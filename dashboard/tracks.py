@@ -53,7 +53,7 @@ def render() -> None:
     events = queries.track_events(url, camera_id, run_id, track_id, track["first_ts"], track["last_ts"])
 
     st.markdown(
-        f"**Track {track_id}** ({track['class_name']}) · seen {fmt_ts(track['first_ts'])} → {fmt_ts(track['last_ts'])} UTC"
+        f"**Track {track_id}** ({track['class_name']}) · seen {fmt_ts(track['first_ts'])} → {fmt_ts(track['last_ts'])}"
         f" · {track['frames_seen']} frames · {len(path)} stored observations"
         + (f" · uid `{track['track_uid']}`" if track["track_uid"] else "")  # none in runs stored before uids
     )

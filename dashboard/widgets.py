@@ -45,18 +45,19 @@ def pick_window(url: str, ids: tuple[int, ...], key: str, default: str = "Last 2
         return None
     first, last = extent
     until = last + 1.0
+    clock = context()[0].clock
     choice = st.selectbox("Time window", list(WINDOWS_S), index=list(WINDOWS_S).index(default), key=key)
     if choice == "Custom dates":
-        last_day = dt.datetime.fromtimestamp(last, dt.UTC).date()
-        dates = st.date_input("Dates (UTC)", value=(last_day - dt.timedelta(days=1), last_day), key=f"{key}-dates")
+        last_day = dt.datetime.fromtimestamp(last, clock.tz).date()
+        dates = st.date_input(f"Dates ({clock.label})", value=(last_day - dt.timedelta(days=1), last_day), key=f"{key}-dates")
         if len(dates) != 2:
             st.stop()  # the second date is still being picked
-        start = dt.datetime.combine(dates[0], dt.time(), dt.UTC)
-        end = dt.datetime.combine(dates[1] + dt.timedelta(days=1), dt.time(), dt.UTC)
+        start = dt.datetime.combine(dates[0], dt.time(), clock.tz)
+        end = dt.datetime.combine(dates[1] + dt.timedelta(days=1), dt.time(), clock.tz)
         return start.timestamp(), end.timestamp()
     span = WINDOWS_S[choice]
     since = first if span is None else max(first, until - span)
-    st.caption(f"{fmt_ts(since)} → {fmt_ts(until)} UTC (ends at the latest data)")
+    st.caption(f"{clock.fmt(since)} → {clock.fmt(until)} {clock.label} (ends at the latest data)")
     return since, until
 
 
@@ -66,7 +67,9 @@ def bucket_for(since: float, until: float, points: int = 200) -> int:
 
 
 def fmt_ts(ts: float | None) -> str:
-    return "—" if ts is None else dt.datetime.fromtimestamp(ts, dt.UTC).strftime("%Y-%m-%d %H:%M:%S")
+    """``ts`` on the site's clock, with its zone: what every page shows for a single time."""
+    clock = context()[0].clock
+    return f"{clock.fmt(ts)} {clock.label}"
 
 
 def snapshot_path(settings: Settings, relative: str | None) -> Path | None:

@@ -32,7 +32,7 @@ def _geometry(url: str, camera: str, camera_id: int) -> tuple[dict[str, list], s
     saved = queries.saved_geometry(url, camera)
     if saved is not None:
         geometry, ts, by = saved
-        return geometry, f"saved here by {by} at {fmt_ts(ts)} UTC"
+        return geometry, f"saved here by {by} at {fmt_ts(ts)}"
     run = queries.latest_run(url, camera_id, camera)
     if run is not None:
         return run["geometry"], f"from the config of run {run['run_id']} (not edited here yet)"

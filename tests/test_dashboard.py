@@ -19,6 +19,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import yaml
 from pydantic import ValidationError
@@ -477,3 +478,19 @@ def test_pages_on_postgresql(store_url: str, demo: Path, tmp_path: Path, monkeyp
     percentiles = next(d.value for d in at.dataframe if "p50" in d.value.columns)
     sqlite_run = rows(demo / "maskwatch.db", "SELECT class_name, COUNT(*) FROM tracks WHERE length_median IS NOT NULL GROUP BY 1")
     assert dict(zip(percentiles.class_name, percentiles.tracks)) == dict(sqlite_run)  # the same video, the same tracks
+
+
+def test_site_clock_shows_the_configured_zone_on_a_24_hour_clock(tmp_path):
+    """``dashboard.timezone`` decides every shown time; charts get wall clock on a UTC scale, so browsers cannot shift it."""
+    from dashboard.clock import Clock, zone
+
+    config = tmp_path / "site.yaml"
+    config.write_text("dashboard:\n  timezone: America/New_York\n")
+    clock = load_settings(["--config", str(config)], env={}).clock
+    assert clock.label == "America/New_York"
+    assert clock.fmt(1_700_000_000) == "2023-11-14 17:13:20"  # 22:13:20 UTC, EST is UTC-5: a 24-hour clock
+    times = pd.Series(pd.to_datetime([1_700_000_000], unit="s", utc=True))
+    assert Clock(zone("Asia/Tokyo")).local(times).iloc[0] == pd.Timestamp("2023-11-15 07:13:20", tz="UTC")
+    config.write_text("dashboard:\n  timezone: Mars/Olympus\n")
+    with pytest.raises(SettingsError, match="dashboard.timezone: .*unknown time zone 'Mars/Olympus'"):
+        load_settings(["--config", str(config)], env={})
