@@ -1,27 +1,67 @@
-"""Live page: each camera's latest annotated frame, health and current counts, from the service's live files.
+"""Live page: every camera as a tile in a grid (frame, health, key numbers), or one camera full screen.
 
-The panel is a fragment re-run a few times a second: only it re-renders, it
-reads two small files per camera, and a camera that stops publishing turns
-"stale" on screen within ``dashboard.stale_after_s``.
+The cameras are a fragment re-run every ``dashboard.live_refresh_s``: only it
+re-renders, and it reads a camera's files again only when the worker has
+replaced them (:class:`storage.live.LiveFiles`, one ``stat`` per file), so an
+open tab on cameras that stopped costs a directory listing per refresh. A
+camera that stops publishing turns stale within ``dashboard.stale_after_s``;
+a stale, disconnected or dead one is greyed: its last frame desaturated and
+dimmed, its numbers "—", and when it was last heard of in site time.
+
+``?camera=<name>`` (or a tile's "Full screen" button) shows one camera with
+all its numbers and tables; "All cameras" goes back to the grid.
 """
 
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
+import cv2
+import numpy as np
 import pandas as pd
 import streamlit as st
 
+from dashboard.clock import Clock
 from dashboard.widgets import context
-from storage.live import LiveCamera, read_cameras, read_frame, read_segmenter
+from storage.live import CameraStatus, LiveCamera, LiveFiles, Stamp
 
 BADGES = {"live": ("green", ":material/check_circle:"), "stale": ("red", ":material/schedule:"),
           "disconnected": ("red", ":material/link_off:"), "worker down": ("red", ":material/error:"),
           "not segmenting": ("orange", ":material/pause_circle:")}  # fmt: skip
+OFFLINE = ("stale", "disconnected", "worker down")  # greyed: nothing on the tile is current
+CAMERA_PARAM = "camera"
+COLUMNS_KEY = "live-columns"
+NO_VALUE = "—"
+
+
+@st.cache_resource(show_spinner=False)
+def live_files(live_dir: str) -> LiveFiles:
+    """One reader per live folder for the whole server: every open tab shares what was read."""
+    return LiveFiles(Path(live_dir))
+
+
+@st.cache_resource(show_spinner=False)
+def _greyed_cache() -> dict[tuple[str, Stamp], bytes]:
+    return {}
+
+
+def greyed(key: tuple[str, Stamp], data: bytes) -> bytes:
+    """The frame desaturated and dimmed (JPEG), once per frame file version: a stopped camera's never changes."""
+    cache = _greyed_cache()
+    if key not in cache:
+        image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_GRAYSCALE)
+        if image is None:
+            return data
+        dimmed = (image.astype(np.float32) * 0.45 + 40).astype(np.uint8)
+        if len(cache) > 256:  # old versions of frames no longer shown
+            cache.clear()
+        cache[key] = cv2.imencode(".jpg", cv2.cvtColor(dimmed, cv2.COLOR_GRAY2BGR), [cv2.IMWRITE_JPEG_QUALITY, 75])[1].tobytes()
+    return cache[key]
 
 
 def _number(value: object, suffix: str = "", digits: int = 1) -> str:
-    return "—" if value is None else f"{value:.{digits}f}{suffix}" if isinstance(value, float) else f"{value}{suffix}"
+    return NO_VALUE if value is None else f"{value:.{digits}f}{suffix}" if isinstance(value, float) else f"{value}{suffix}"
 
 
 def _counts_table(counts: dict, label: str) -> pd.DataFrame:
@@ -52,59 +92,140 @@ def segmenter_line(status: dict | None, stale_after_s: float) -> None:
                f"{status.get('workers', 0)} cameras connected, updated {age:.1f} s ago")
 
 
-def camera_panel(camera: LiveCamera, stale_after_s: float) -> None:
+def offline_line(s: CameraStatus, health: str, clock: Clock) -> str:
+    """Since when the tile's numbers are not current, in site time, from the worker's last status."""
+    last = f"{clock.fmt(s.updated_ts)} {clock.label}"
+    if health == "disconnected":
+        retry = f", retrying every {s.backoff_s:.0f} s" if s.backoff_s and not s.ended else ""
+        return f"Camera disconnected ({s.reconnects} reconnects{retry}); last status {last}"
+    if not s.updated_ts:
+        return "Offline: this camera's worker has never reported"
+    return f"Offline since {last}"
+
+
+def _frame(files: LiveFiles, camera: LiveCamera, dim: bool, caption: str) -> None:
+    found = files.frame(camera)
+    if found is None:
+        st.info("No frame yet.")
+        return
+    stamp, data = found
+    st.image(greyed((str(camera.frame_path), stamp), data) if dim else data, caption=caption, width="stretch")
+
+
+def _header(camera: LiveCamera, health: str, why: str) -> None:
+    color, icon = BADGES[health]
+    st.subheader(camera.camera)
+    st.badge(f"{health}: {why}", color=color, icon=icon)
+
+
+def _show_one(name: str) -> None:
+    st.query_params[CAMERA_PARAM] = name
+
+
+def _show_all() -> None:
+    st.query_params.pop(CAMERA_PARAM, None)
+
+
+def camera_tile(files: LiveFiles, camera: LiveCamera, stale_after_s: float, clock: Clock) -> None:
+    """A compact tile: name, health, frame (greyed when offline), four numbers ("—" when offline)."""
     s = camera.status
     health, why = s.health(stale_after_s)
-    color, icon = BADGES[health]
-    with st.container(border=True):
-        st.subheader(camera.camera)
-        st.badge(f"{health}: {why}", color=color, icon=icon)
-        if health not in ("live", "not segmenting") and s.last_error:
-            st.error(f"Last error: {s.last_error}")
-        st.caption(f"source: {s.source}")  # published already redacted by the worker
-        picture, numbers = st.columns([3, 2])
-        with picture:
-            frame = read_frame(camera)
-            if frame is None:
-                st.info("No frame yet.")
-            else:
-                st.image(frame, caption=f"{camera.camera} · latest frame", width="stretch")
-        with numbers:
-            a, b, c = st.columns(3)
-            a.metric("FPS in", _number(s.fps_in))
-            b.metric("FPS processed", _number(s.fps_out))
-            c.metric("Lag", _number(s.lag_s, " s", 2))
-            a.metric("Dropped", _number(s.dropped))
-            b.metric("Reconnects", _number(s.reconnects))
-            c.metric("Frames", _number(s.frames))
-            if s.worker_restarts is not None:
-                a.metric("Worker restarts", _number(s.worker_restarts))
-            b.metric("Alarms", _number(s.alarms))
+    down = health in OFFLINE
+    with st.container(border=True, key=f"live-tile-{camera.camera}"):
+        _header(camera, health, why)
+        if down:
+            st.caption(offline_line(s, health, clock))
+            if s.last_error:
+                st.caption(f"Last error: {s.last_error}")
+        _frame(files, camera, down, f"{camera.camera} · {'last frame, offline' if down else 'latest frame'}")
+        a, b, c, d = st.columns(4)
+        a.metric("FPS in", NO_VALUE if down else _number(s.fps_in))
+        b.metric("FPS processed", NO_VALUE if down else _number(s.fps_out))
+        c.metric("Lag", NO_VALUE if down else _number(s.lag_s, " s", 2))
+        d.metric("In view", NO_VALUE if down else _number(sum(s.visible.values())))
+        st.button("Full screen", key=f"live-full-{camera.camera}", icon=":material/fullscreen:", on_click=_show_one,
+                  args=(camera.camera,), width="stretch")  # fmt: skip
+
+
+def camera_full(files: LiveFiles, camera: LiveCamera, stale_after_s: float, clock: Clock) -> None:
+    """One camera with every number and table; greyed as its tile when offline."""
+    s = camera.status
+    health, why = s.health(stale_after_s)
+    down = health in OFFLINE
+    st.button("All cameras", key="live-all", icon=":material/grid_view:", on_click=_show_all)
+    _header(camera, health, why)
+    if down:
+        st.caption(offline_line(s, health, clock))
+    if health not in ("live", "not segmenting") and s.last_error:
+        st.error(f"Last error: {s.last_error}")
+    st.caption(f"source: {s.source}")  # published already redacted by the worker
+    picture, numbers = st.columns([3, 1])
+    with picture:
+        _frame(files, camera, down, f"{camera.camera} · {'last frame, offline' if down else 'latest frame'}")
+    with numbers:
+        a, b = st.columns(2)
+        a.metric("FPS in", NO_VALUE if down else _number(s.fps_in))
+        b.metric("FPS processed", NO_VALUE if down else _number(s.fps_out))
+        a.metric("Lag", NO_VALUE if down else _number(s.lag_s, " s", 2))
+        b.metric("Dropped", _number(s.dropped))
+        a.metric("Reconnects", _number(s.reconnects))
+        b.metric("Frames", _number(s.frames))
+        if s.worker_restarts is not None:
+            a.metric("Worker restarts", _number(s.worker_restarts))
+        b.metric("Alarms", _number(s.alarms))
+    if down:
+        st.caption("Visible and in-zone counts are not shown: the camera is offline.")
+    else:
+        left, right = st.columns(2)
+        with left:
             st.markdown("**Visible now**")
             st.dataframe(_counts_table(s.visible, "class"), hide_index=True)
+        with right:
             st.markdown("**In zones now**")
             st.dataframe(_occupancy_table(s.occupancy), hide_index=True)
-        if s.line_counts:
-            st.markdown("**Line counts (this run)**")
-            st.dataframe(_lines_table(s.line_counts), hide_index=True)
-        if s.unique:
-            st.caption("Unique objects this run: " + ", ".join(f"{k} {v}" for k, v in s.unique.items()))
+    if s.line_counts:
+        st.markdown("**Line counts (this run)**")
+        st.dataframe(_lines_table(s.line_counts), hide_index=True)
+    if s.unique:
+        st.caption("Unique objects this run: " + ", ".join(f"{k} {v}" for k, v in s.unique.items()))
+
+
+def grid_columns(cameras: int, choice: str) -> int:
+    """Tiles per row: the choice, or by count (one camera wide, up to four two by two, more three a row)."""
+    if choice != "Auto":
+        return int(choice)
+    return 1 if cameras <= 1 else 2 if cameras <= 4 else 3
 
 
 def render() -> None:
     settings, _ = context()
-    st.title("Live")
+    clock, stale_after_s = settings.clock, settings.dashboard.stale_after_s
+    files = live_files(str(settings.live_dir))
+    title, control = st.columns([4, 1], vertical_alignment="bottom")
+    title.title("Live")
+    per_row = control.selectbox("Tiles per row", ("Auto", "1", "2", "3", "4"), key=COLUMNS_KEY)
 
     @st.fragment(run_every=settings.dashboard.live_refresh_s)
-    def panels() -> None:
-        cameras = read_cameras(settings.live_dir)
-        segmenter_line(read_segmenter(settings.live_dir), settings.dashboard.stale_after_s)
+    def cameras_view() -> None:
+        cameras = files.cameras()
+        segmenter_line(files.segmenter(), stale_after_s)
         if not cameras:
             st.info(f"No live cameras: no status files in {settings.live_dir}. Is `maskwatch serve` running with this config?")
-        for camera in cameras:
-            camera_panel(camera, settings.dashboard.stale_after_s)
+            return
+        wanted = st.query_params.get(CAMERA_PARAM)
+        chosen = next((c for c in cameras if c.camera == wanted), None)
+        if chosen is not None:
+            camera_full(files, chosen, stale_after_s, clock)
+            return
+        if wanted:
+            st.warning(f"No live camera named {wanted!r}: showing all cameras.")
+        width = grid_columns(len(cameras), per_row)
+        for start in range(0, len(cameras), width):
+            for column, camera in zip(st.columns(width), cameras[start : start + width]):
+                with column:
+                    camera_tile(files, camera, stale_after_s, clock)
 
-    panels()
+    cameras_view()
 
 
 if __name__ == "__main__":

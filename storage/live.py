@@ -173,3 +173,76 @@ def read_frame(camera: LiveCamera) -> bytes | None:
         return camera.frame_path.read_bytes()
     except OSError:
         return None
+
+
+Stamp = tuple[int, int, int]  # inode, mtime ns, size: a file replaced atomically gets a new inode
+
+
+def _stamp(path: Path) -> Stamp | None:
+    try:
+        s = path.stat()
+    except OSError:
+        return None
+    return s.st_ino, s.st_mtime_ns, s.st_size
+
+
+class LiveFiles:
+    """The live folder as last read: a file is read and parsed again only when its inode, mtime or size changed.
+
+    A dashboard tab re-reads the folder every fraction of a second; the workers
+    replace a camera's files a few times a second, and a stopped camera's never.
+    One ``stat`` per file tells which changed, so an idle (or stale) camera costs
+    a directory listing and no reads. ``reads`` counts the files actually read.
+    Shared by every session of a dashboard server (plain dict updates only).
+    """
+
+    def __init__(self, live_dir: Path) -> None:
+        self.live_dir = live_dir
+        self.reads = 0
+        self._status: dict[Path, tuple[Stamp, CameraStatus | None]] = {}
+        self._frames: dict[Path, tuple[Stamp, bytes | None]] = {}
+        self._segmenter: tuple[Stamp | None, dict[str, Any] | None] = (None, None)
+
+    def cameras(self) -> list[LiveCamera]:
+        """As :func:`read_cameras`, from files read again only when changed."""
+        found, seen = [], set()
+        try:
+            entries = sorted(e.name for e in os.scandir(self.live_dir) if e.name.endswith(".json") and not e.name.startswith("."))
+        except OSError:
+            return []
+        for name in entries:
+            path = self.live_dir / name
+            stamp = _stamp(path)
+            if stamp is None:
+                continue
+            seen.add(path)
+            cached = self._status.get(path)
+            if cached is None or cached[0] != stamp:
+                self.reads += 1
+                cached = self._status[path] = (stamp, read_status(path))
+            if cached[1] is not None:
+                found.append(LiveCamera(cached[1], path))
+        for gone in set(self._status) - seen:
+            self._status.pop(gone, None)
+        return sorted(found, key=lambda c: c.camera)
+
+    def frame(self, camera: LiveCamera) -> tuple[Stamp, bytes] | None:
+        """The camera's latest JPEG with its stamp (a key for anything derived from it); None before the first."""
+        path = camera.frame_path
+        stamp = _stamp(path)
+        if stamp is None:
+            self._frames.pop(path, None)
+            return None
+        cached = self._frames.get(path)
+        if cached is None or cached[0] != stamp:
+            self.reads += 1
+            cached = self._frames[path] = (stamp, read_frame(camera))
+        return None if cached[1] is None else (cached[0], cached[1])
+
+    def segmenter(self) -> dict[str, Any] | None:
+        """As :func:`read_segmenter`, read again only when changed."""
+        stamp = _stamp(self.live_dir / SEGMENTER_STATUS)
+        if stamp != self._segmenter[0]:
+            self.reads += stamp is not None
+            self._segmenter = (stamp, read_segmenter(self.live_dir) if stamp is not None else None)
+        return self._segmenter[1]

@@ -408,9 +408,17 @@ def test_live_page_shows_frames_health_and_counts_then_stale_cameras(
     assert "Last error: cannot open rtsp://admin:***@127.0.0.1:9/stream" in page
     assert "hunter2" not in page
     assert len(at.image) == 1 and at.image[0].proto.imgs  # the one camera with frames shows its latest JPEG
+    assert at.image[0].proto.imgs[0].caption == "demo-belt · latest frame"
+    tiles = [(m.label, m.value) for m in at.metric]
+    assert [label for label, _ in tiles] == ["FPS in", "FPS processed", "Lag", "In view"] * 2
+    assert float(tiles[0][1]) > 0 and tiles[4:] == [(label, "—") for label in ("FPS in", "FPS processed", "Lag", "In view")]
+    at.query_params["camera"] = "demo-belt"  # full screen: every number and the tables
+    at.run()
+    assert [s.value for s in at.subheader] == ["demo-belt"]
     assert {"FPS in", "FPS processed", "Lag", "Dropped", "Reconnects"} <= {m.label for m in at.metric}
     visible = at.dataframe[0].value
     assert set(visible["class"]) <= {"bottle", "person"} and (visible.visible >= 0).all()
+    del at.query_params["camera"]
 
     process.send_signal(signal.SIGINT)  # the service stops: its status files age
     process.wait(timeout=60)
@@ -422,6 +430,9 @@ def test_live_page_shows_frames_health_and_counts_then_stale_cameras(
             break
         time.sleep(0.5)
     assert len(badges) == 2 and all("stale: no status for" in b for b in badges), badges
+    assert {m.value for m in at.metric} == {"—"}  # no FPS numbers of a stopped service
+    assert sum(c.value.startswith("Offline since ") for c in at.caption) == 2
+    assert at.image[0].proto.imgs[0].caption == "demo-belt · last frame, offline"  # greyed
 
 
 def test_live_page_shows_the_shared_segmenter_and_cameras_waiting_for_it(

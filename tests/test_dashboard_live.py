@@ -1,0 +1,155 @@
+"""The Live page's camera grid and full-screen view, and the Heatmap page, through Streamlit's AppTest.
+
+Live files are written here as ``maskwatch serve``'s workers write them (a fresh
+status for a live camera, an hour-old one for a camera whose worker stopped);
+the heatmap reads a copy of a real ``maskwatch demo`` store and is checked
+against plain SQL on it.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from test_dashboard import camera_status, configure, copy_store, open_app, run_demo, texts
+
+from storage.live import LiveFiles, write_atomic, write_status
+
+GATE_COLOUR = (0, 0, 220)  # BGR: a red frame, so greyed is told from live by its saturation
+
+
+def jpeg(color: tuple[int, int, int], size: tuple[int, int] = (320, 180)) -> bytes:
+    image = np.zeros((size[1], size[0], 3), np.uint8)
+    image[:] = color
+    cv2.rectangle(image, (20, 20), (120, 120), (0, 200, 0), -1)
+    return cv2.imencode(".jpg", image)[1].tobytes()
+
+
+def write_cameras(live: Path, now: float) -> None:
+    """"gate" live (status a second old), "dock" stale (its worker stopped an hour ago), "yard" disconnected."""
+    live.mkdir(parents=True, exist_ok=True)
+    write_status(live / "gate.json", camera_status(camera="gate", updated_ts=now - 1))
+    write_atomic(live / "gate.jpg", jpeg(GATE_COLOUR))
+    write_status(live / "dock.json", camera_status(camera="dock", updated_ts=now - 3600, fps_in=10.0, fps_out=10.0))
+    write_atomic(live / "dock.jpg", jpeg(GATE_COLOUR))
+    write_status(live / "yard.json", camera_status(camera="yard", updated_ts=now - 1, connected=False, lag_s=None, fps_in=0.0,
+                                                   last_error="cannot open rtsp://viewer:***@10.0.0.13/s", backoff_s=4.0))
+
+
+def saturation(data: bytes) -> float:
+    """Mean HSV saturation of a JPEG (0: grey)."""
+    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    return float(cv2.cvtColor(image, cv2.COLOR_BGR2HSV)[..., 1].mean())
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return run_demo(tmp_path_factory.mktemp("demo"))
+
+
+@pytest.fixture
+def live(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    live = tmp_path / "live"
+    write_cameras(live, time.time())
+    configure(monkeypatch, tmp_path, tmp_path / "store.db", tmp_path / "snapshots", live_dir=live, stale_after_s=5,
+              timezone="UTC")  # fmt: skip
+    return live
+
+
+# -- live --------------------------------------------------------------------------------------------------------
+
+
+def test_live_grid_shows_every_camera_and_greys_the_offline_ones(live: Path) -> None:
+    at = open_app()
+    assert [s.value for s in at.subheader] == ["dock", "gate", "yard"]  # every camera, in name order
+    badges = [m.value for m in at.markdown if "-badge[" in m.value]
+    assert re.search(r"stale: no status for 36\d\d s", badges[0]), badges
+    assert badges[1].startswith(":green-badge[") and "live: updated" in badges[1]
+    assert "disconnected: the camera is not connected" in badges[2]
+    metrics = [(m.label, m.value) for m in at.metric]
+    assert len(metrics) == 12  # four per tile
+    dock, gate, yard = metrics[:4], metrics[4:8], metrics[8:]
+    assert dock == [("FPS in", "—"), ("FPS processed", "—"), ("Lag", "—"), ("In view", "—")]  # no stale FPS numbers
+    assert yard == [("FPS in", "—"), ("FPS processed", "—"), ("Lag", "—"), ("In view", "—")]
+    assert gate == [("FPS in", "12.5"), ("FPS processed", "12.2"), ("Lag", "0.12 s"), ("In view", "2")]
+    captions = [c.value for c in at.caption]
+    since = time.strftime("%Y-%m-%d %H:%M", time.gmtime(time.time() - 3600))
+    assert any(c.startswith(f"Offline since {since}") and c.endswith(" UTC") for c in captions), captions
+    assert any(c.startswith("Camera disconnected (1 reconnects, retrying every 4 s); last status") for c in captions)
+    assert "Last error: cannot open rtsp://viewer:***@10.0.0.13/s" in captions
+    assert not any("Offline since" in c for c in captions if "gate" in c)
+    # the stale camera's last frame is shown greyed, the live one's as the camera sent it (yard has no frame yet)
+    assert [i.proto.imgs[0].caption for i in at.image] == ["dock · last frame, offline", "gate · latest frame"]
+    assert [b.label for b in at.button] == ["Full screen"] * 3
+
+
+def test_live_grid_columns_follow_the_camera_count_or_the_choice(live: Path) -> None:
+    from dashboard.live import grid_columns
+
+    assert [grid_columns(n, "Auto") for n in (1, 2, 4, 5, 9)] == [1, 2, 2, 3, 3]
+    assert grid_columns(7, "4") == 4
+    at = open_app()
+    at.selectbox(key="live-columns").select("1").run()
+    assert not at.exception and [s.value for s in at.subheader] == ["dock", "gate", "yard"]
+
+
+def test_live_full_screen_by_query_param_and_button(live: Path) -> None:
+    at = open_app()
+    at.query_params["camera"] = "gate"
+    at.run()
+    assert [s.value for s in at.subheader] == ["gate"]
+    page = texts(at)
+    assert {"FPS in", "FPS processed", "Lag", "Dropped", "Reconnects", "Frames", "Alarms"} <= {m.label for m in at.metric}
+    assert "Visible now" in page and "In zones now" in page and "source: rtsp://viewer:***@10.0.0.12/s" in page
+    assert at.dataframe[0].value.to_dict("list") == {"class": ["person"], "visible": [2]}
+    at.button(key="live-all").click().run()  # back to the grid
+    assert [s.value for s in at.subheader] == ["dock", "gate", "yard"] and "camera" not in at.query_params
+    at.button(key="live-full-dock").click().run()
+    assert [s.value for s in at.subheader] == ["dock"] and at.query_params["camera"] in ("dock", ["dock"])
+    assert any(c.value.startswith("Offline since") for c in at.caption)
+    assert {m.label: m.value for m in at.metric}["FPS in"] == "—" and "Visible now" not in texts(at)  # nothing current
+    at.query_params["camera"] = "nowhere"
+    at.run()
+    assert any("No live camera named 'nowhere'" in w.value for w in at.warning) and len(at.subheader) == 3
+
+
+def test_live_files_are_read_again_only_when_replaced(tmp_path: Path) -> None:
+    live = tmp_path / "live"
+    write_cameras(live, time.time())
+    files = LiveFiles(live)
+    cameras = files.cameras()
+    assert [c.camera for c in cameras] == ["dock", "gate", "yard"] and files.reads == 3
+    assert files.frame(cameras[0])[1] == (live / "dock.jpg").read_bytes() and files.reads == 4
+    assert files.frame(cameras[2]) is None  # no frame yet: nothing to read
+    for _ in range(5):  # nothing changed: a stat per file, no reads
+        files.cameras()
+        files.frame(cameras[0])
+        files.segmenter()
+    assert files.reads == 4
+    write_status(live / "gate.json", camera_status(camera="gate", updated_ts=time.time(), frames=999))
+    assert next(c for c in files.cameras() if c.camera == "gate").status.frames == 999 and files.reads == 5
+    (live / "yard.json").unlink()
+    assert [c.camera for c in files.cameras()] == ["dock", "gate"]
+
+
+def test_offline_frames_are_desaturated_and_dimmed() -> None:
+    from dashboard.live import greyed
+
+    colour = jpeg(GATE_COLOUR)
+    grey = greyed(("dock.jpg", (1, 2, 3)), colour)
+    assert saturation(colour) > 100 and saturation(grey) < 3
+    assert cv2.imdecode(np.frombuffer(grey, np.uint8), cv2.IMREAD_GRAYSCALE).max() < 160  # dimmed: no bright pixel
+
+
+# -- heatmap -----------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def store(demo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    db = copy_store(demo, tmp_path)
+    configure(monkeypatch, tmp_path, db, demo / "snapshots")
+    return db
