@@ -14,8 +14,9 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import pandas as pd
 import pytest
-from test_dashboard import camera_status, configure, copy_store, open_app, run_demo, texts
+from test_dashboard import camera_status, configure, copy_store, open_app, rows, run_demo, texts
 
 from storage.live import LiveFiles, write_atomic, write_status
 
@@ -44,6 +45,19 @@ def saturation(data: bytes) -> float:
     """Mean HSV saturation of a JPEG (0: grey)."""
     image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
     return float(cv2.cvtColor(image, cv2.COLOR_BGR2HSV)[..., 1].mean())
+
+
+def table(at: object, column: str) -> pd.DataFrame:
+    """The page's table with this column."""
+    return next(d.value for d in at.dataframe if column in d.value.columns)
+
+
+def video_size(path: Path) -> tuple[int, int]:
+    capture = cv2.VideoCapture(str(path))
+    try:
+        return int(capture.get(cv2.CAP_PROP_FRAME_WIDTH)), int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT))
+    finally:
+        capture.release()
 
 
 @pytest.fixture(scope="module")
@@ -153,3 +167,58 @@ def store(demo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     db = copy_store(demo, tmp_path)
     configure(monkeypatch, tmp_path, db, demo / "snapshots")
     return db
+
+
+def test_heatmap_page_draws_occupancy_and_dwell_times_matching_sql(store: Path, demo: Path) -> None:
+    at = open_app("heatmap.py")
+    assert not at.error, [e.value for e in at.error]
+    at.selectbox(key="heatmap-window").select("All").run()
+    assert [s.value for s in at.subheader] == ["Occupancy", "Dwell time per zone"]
+    heat = at.image[0].proto.imgs[0]
+    assert heat.caption.startswith("demo-belt · occupancy over") and "64×36 cells" in heat.caption
+    assert at.image[1].proto.imgs[0].caption == "observations per cell (log scale)"
+
+    width, height = video_size(demo / "scene.mp4")  # the frame the heatmap is drawn on: the run's source video
+    # "All" spans the counts and events, as every page's window does (dashboard.widgets.pick_window)
+    (since, last), = rows(store, "SELECT MIN(ts), MAX(ts) FROM (SELECT ts FROM counts UNION ALL SELECT ts FROM events)")
+    window = "FROM observations WHERE ts >= ? AND ts < ?"
+    cells = rows(store, f"SELECT CAST(cx * 64 / ? AS INTEGER), CAST(cy * 36 / ? AS INTEGER), COUNT(*) {window} GROUP BY 1, 2",
+                 width, height, since, last + 1)  # fmt: skip
+    assert all(0 <= x < 64 and 0 <= y < 36 for x, y, _ in cells)
+    summary = table(at, "cells occupied").iloc[0]
+    assert summary.observations == rows(store, f"SELECT COUNT(*) {window}", since, last + 1)[0][0] > 100
+    assert summary["cells occupied"] == len(cells) and summary["busiest cell"] == max(n for *_, n in cells)
+
+    exits = rows(store, "SELECT zone, value FROM events WHERE kind = 'zone_exit' ORDER BY value")
+    assert exits, "the demo's objects leave its zone"
+    dwell = table(at, "mean dwell (s)")
+    assert dwell.to_dict("list") == {"zone": ["crossing"], "exits": [len(exits)],
+                                     "mean dwell (s)": [pytest.approx(sum(v for _, v in exits) / len(exits))],
+                                     "longest dwell (s)": [exits[-1][1]]}  # fmt: skip
+    bins = table(at, "from (s)")
+    width_s = float(bins["to (s)"].iloc[0] - bins["from (s)"].iloc[0])
+    expected: dict[float, int] = {}
+    for _, value in exits:
+        start = (value // width_s) * width_s
+        expected[start] = expected.get(start, 0) + 1
+    assert dict(zip(bins["from (s)"], bins.exits)) == pytest.approx(expected)
+    charts = at.get("vega_lite_chart")
+    assert len(charts) == 1
+    spec = charts[0].proto.spec
+    assert f"dwell time in zone (s), bins of {width_s:g} s" in spec and "zone exits (count)" in spec
+
+    at.selectbox(key="heatmap-class").select("person").run()  # one class: only its observations
+    person = table(at, "cells occupied").iloc[0]
+    assert person.observations == rows(store, f"SELECT COUNT(*) {window} AND class_name = 'person'", since, last + 1)[0][0] > 0
+
+
+def test_heat_image_colours_only_occupied_cells() -> None:
+    from dashboard.heatmap import heat_image
+
+    background = np.full((360, 640, 3), 100, np.uint8)
+    counts = np.zeros((36, 64), np.int64)
+    counts[0, 0], counts[35, 63] = 1, 1000
+    image = heat_image(background, counts)
+    assert (image[100:200, 100:200] == 100).all()  # empty cells: the frame as it was
+    assert not (image[:10, :10] == 100).all() and not (image[-10:, -10:] == 100).all()
+    assert saturation(cv2.imencode(".png", image[-10:, -10:])[1].tobytes()) > saturation(cv2.imencode(".png", image[:10, :10])[1].tobytes())
