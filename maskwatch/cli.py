@@ -198,6 +198,9 @@ def train(
     console.print_json(json.dumps(summary))
 
 
+OPERATOR_CHROME = ("--client.toolbarMode", "minimal", "--client.showErrorDetails", "none")  # as .streamlit/config.toml
+
+
 @app.command()
 def dashboard(
     config: Path = typer.Option(..., "--config", "-c", help="Site YAML (store, service.live_dir, dashboard.auth)."),
@@ -218,7 +221,8 @@ def dashboard(
         open_engine(settings.store_url).dispose()
     app_path = Path(__file__).resolve().parents[1] / "dashboard" / "app.py"
     command = [sys.executable, "-m", "streamlit", "run", str(app_path), "--server.port", str(port), "--server.address", address,
-               "--server.headless", "true", "--browser.gatherUsageStats", "false", "--", "--config", str(config), "--out", str(out)]
+               "--server.headless", "true", "--browser.gatherUsageStats", "false", *OPERATOR_CHROME,
+               "--", "--config", str(config), "--out", str(out)]
     raise typer.Exit(_run_until_stopped(command))
 
 
