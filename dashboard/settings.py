@@ -26,7 +26,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from dashboard.clock import Clock, zone
-from dashboard.passwords import check_encoded
+from dashboard.passwords import check_encoded, session_key_problem
 
 Role = Literal["operator", "viewer"]
 DEFAULT_OUT = "serve-out"  # maskwatch serve's default --out
@@ -60,6 +60,7 @@ class UserConfig(_Strict):
 
 class AuthConfig(_Strict):
     users: dict[str, UserConfig] = Field(default_factory=dict, description="Username → role and password hash.")
+    session_hours: float = Field(12.0, gt=0, le=24 * 366, description="How long a login lasts, across reloads and tabs.")
 
 
 class DashboardSection(_Strict):
@@ -165,6 +166,8 @@ def _password_hashes(section: DashboardSection, env: Mapping[str, str]) -> dict[
         problem = check_encoded(encoded)
         if problem:
             raise SettingsError(f"dashboard.auth.users.{name}: {problem}")
+    if hashes and session_key_problem(env):
+        raise SettingsError(session_key_problem(env))
     return hashes
 
 
