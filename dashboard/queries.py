@@ -14,6 +14,8 @@ min) goes through :func:`_floor`, :func:`_json_text` and ``size_histogram``'s ``
 from __future__ import annotations
 
 import json
+import math
+from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
@@ -39,6 +41,7 @@ from storage.schema import (
     runs,
     tracks,
 )
+from storage.store import Store
 
 TTL_S = 10  # how long a query result is reused; pages that must show a change (acknowledge, save) clear their caches
 MAX_ROWS = 1000  # longest list a page shows
@@ -285,31 +288,122 @@ def size_violations(url: str, ids: Ids, since: float, until: float) -> pd.DataFr
 # -- alarms ------------------------------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class AlarmFilter:
+    """What the Alarms page filters on; an empty tuple (but ``camera_ids``) means any value. ``[since, until)``."""
+
+    camera_ids: Ids
+    since: float
+    until: float
+    states: tuple[str, ...] = ()
+    severities: tuple[str, ...] = ()
+    rules: tuple[str, ...] = ()
+    zones: tuple[str, ...] = ()
+    classes: tuple[str, ...] = ()
+
+    def conditions(self) -> list[ColumnElement]:
+        """The WHERE of this filter, the same one :meth:`storage.store.Store.acknowledge_where` updates with."""
+        return Store.alarm_conditions(self.camera_ids, self.since, self.until, states=self.states,
+                                      severities=self.severities, rules=self.rules, zones=self.zones,
+                                      classes=self.classes)  # fmt: skip
+
+
 @st.cache_data(ttl=TTL_S, show_spinner=False)
-def alarm_feed(
-    url: str, ids: Ids, since: float, until: float, states: tuple[str, ...], severities: tuple[str, ...], limit: int
-) -> tuple[pd.DataFrame, int]:
-    """The newest alarms matching the filters with their event (kind, zone, line, class, snapshot), and the total."""
-    where = [alarms.c.camera_id.in_(ids), alarms.c.ts >= since, alarms.c.ts < until,
-             alarms.c.state.in_(states), alarms.c.severity.in_(severities)]  # fmt: skip
+def alarm_options(url: str, ids: Ids, since: float, until: float) -> dict[str, list[str]]:
+    """Values the alarm filters offer: rules, severities, zones/lines and classes of the window's alarms."""
+    where = Store.alarm_conditions(ids, since, until)
+    joined = alarms.join(events, events.c.id == alarms.c.event_id)
+    columns = {"rule": alarms.c.rule, "severity": alarms.c.severity, "zone": events.c.zone, "line": events.c.line,
+               "class": events.c.class_name}  # fmt: skip
+    found = {}
+    with engine(url).connect() as conn:
+        for name, column in columns.items():
+            stmt = select(column).distinct().select_from(joined).where(*where, column.is_not(None))
+            found[name] = sorted(conn.execute(stmt).scalars())
+    return {"rules": found["rule"], "severities": found["severity"], "zones": sorted({*found["zone"], *found["line"]}),
+            "classes": found["class"]}  # fmt: skip
+
+
+@st.cache_data(ttl=TTL_S, show_spinner=False)
+def alarm_totals(url: str, f: AlarmFilter) -> tuple[int, int]:
+    """How many alarms match ``f``, and how many of them are open (what a bulk acknowledge would change)."""
+    stmt = select(func.count(), func.coalesce(func.sum(case((alarms.c.state == "open", 1), else_=0)), 0))
+    with engine(url).connect() as conn:
+        total, still_open = conn.execute(stmt.select_from(alarms).where(*f.conditions())).one()
+    return int(total), int(still_open)
+
+
+ALARM_COLUMNS = (
+    alarms.c.id, alarms.c.ts, cameras.c.name.label("camera"), alarms.c.rule, alarms.c.severity, alarms.c.track_id,
+    alarms.c.track_uid, alarms.c.state, alarms.c.acknowledged_by, alarms.c.acknowledged_ts, events.c.kind,
+    events.c.zone, events.c.line, events.c.class_name, events.c.value, events.c.unit, events.c.snapshot,
+)  # fmt: skip
+
+
+@st.cache_data(ttl=TTL_S, show_spinner=False)
+def alarm_page(url: str, f: AlarmFilter, offset: int, limit: int) -> pd.DataFrame:
+    """One page of the alarms matching ``f``, newest first (ties by id, so pages never overlap), with their event."""
     stmt = (
-        select(
-            alarms.c.id, alarms.c.ts, cameras.c.name.label("camera"), alarms.c.rule, alarms.c.severity,
-            alarms.c.track_id, alarms.c.state, alarms.c.acknowledged_by, alarms.c.acknowledged_ts, events.c.kind,
-            events.c.zone, events.c.line, events.c.class_name, events.c.value, events.c.unit, events.c.snapshot,
-        )  # fmt: skip
+        select(*ALARM_COLUMNS)
         .join(events, events.c.id == alarms.c.event_id)
         .join(cameras, cameras.c.id == alarms.c.camera_id)
-        .where(*where)
-        .order_by(alarms.c.ts.desc())
+        .where(*f.conditions())
+        .order_by(alarms.c.ts.desc(), alarms.c.id)
+        .offset(offset)
         .limit(limit)
     )
+    return _read(url, stmt, track_id="Int64")
+
+
+def alarms_after(url: str, f: AlarmFilter, after: float) -> int:
+    """Alarms matching ``f`` but its time window that are newer than ``after``: the auto-refresh's new-alarm count.
+
+    Not cached (it is what must change), one COUNT on the (camera, time) index.
+    """
+    since = math.nextafter(after, math.inf)
+    where = Store.alarm_conditions(f.camera_ids, since, math.inf, states=f.states, severities=f.severities,
+                                   rules=f.rules, zones=f.zones, classes=f.classes)  # fmt: skip
     with engine(url).connect() as conn:
-        total = conn.execute(select(func.count()).select_from(alarms).where(*where)).scalar_one()
-    frame = _read(url, stmt, track_id="Int64")
-    frame.insert(1, "time", to_time(frame.pop("ts")))
-    frame["acknowledged"] = to_time(frame.pop("acknowledged_ts"))
-    return frame, int(total)
+        return int(conn.execute(select(func.count()).select_from(alarms).where(*where)).scalar_one())
+
+
+def newest_alarm_ts(url: str, f: AlarmFilter) -> float | None:
+    """Time of the newest alarm matching ``f`` but its window's end (the mark new alarms are counted from)."""
+    where = Store.alarm_conditions(f.camera_ids, f.since, math.inf, states=f.states, severities=f.severities,
+                                   rules=f.rules, zones=f.zones, classes=f.classes)  # fmt: skip
+    with engine(url).connect() as conn:
+        return conn.execute(select(func.max(alarms.c.ts)).where(*where)).scalar_one()
+
+
+@st.cache_data(ttl=TTL_S, show_spinner=False)
+def alarm_series(url: str, f: AlarmFilter, bucket_s: float) -> pd.DataFrame:
+    """Alarms per time bucket and severity, counted by the database."""
+    bucket = (_floor(alarms.c.ts / bucket_s, url) * bucket_s).label("bucket")
+    stmt = (
+        select(bucket, alarms.c.severity, func.count().label("alarms"))
+        .where(*f.conditions())
+        .group_by(bucket, alarms.c.severity)
+        .order_by(bucket)
+    )
+    frame = _read(url, stmt)
+    frame.insert(0, "time", to_time(frame.pop("bucket")))
+    return frame
+
+
+@st.cache_data(ttl=TTL_S, show_spinner=False)
+def alarm_detail(url: str, alarm_id: str) -> dict[str, Any] | None:
+    """One alarm with its camera and every column of its event (clip and context paths among them where stored)."""
+    shown = {c.name for c in ALARM_COLUMNS}
+    extra = [c.label(f"event_{c.name}") for c in events.c if c.name not in shown]
+    stmt = (
+        select(*ALARM_COLUMNS, alarms.c.camera_id, alarms.c.run_id, *extra)
+        .join(events, events.c.id == alarms.c.event_id)
+        .join(cameras, cameras.c.id == alarms.c.camera_id)
+        .where(alarms.c.id == alarm_id)
+    )
+    with engine(url).connect() as conn:
+        row = conn.execute(stmt).one_or_none()
+    return None if row is None else dict(row._mapping)
 
 
 @st.cache_data(ttl=TTL_S, show_spinner=False)

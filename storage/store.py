@@ -378,6 +378,44 @@ class Store:
         with self.engine.begin() as conn:
             return conn.execute(stmt).rowcount == 1
 
+    @staticmethod
+    def alarm_conditions(
+        camera_ids: Iterable[int], since: float, until: float, *, states: Iterable[str] = (), severities: Iterable[str] = (),
+        rules: Iterable[str] = (), zones: Iterable[str] = (), classes: Iterable[str] = (),
+    ) -> list[Any]:  # fmt: skip
+        """WHERE conditions on ``alarms`` for a filter; an empty collection (but ``camera_ids``) means any value.
+
+        ``[since, until)`` and the cameras use the ``alarms_camera_ts`` index. ``zones`` match the zone *or* the
+        line of the alarm's event and ``classes`` its class, through a correlated EXISTS (a primary-key lookup per
+        alarm), so the same conditions serve a SELECT and an UPDATE on both SQLite and PostgreSQL.
+        """
+        from sqlalchemy import exists, or_
+
+        where = [alarms.c.camera_id.in_(tuple(camera_ids)), alarms.c.ts >= since, alarms.c.ts < until]
+        for column, values in ((alarms.c.state, states), (alarms.c.severity, severities), (alarms.c.rule, rules)):
+            if values := tuple(values):
+                where.append(column.in_(values))
+        event = events.alias("alarm_event")  # its own name: the caller may join ``events`` too
+        on_event = []
+        if zones := tuple(zones):
+            on_event.append(or_(event.c.zone.in_(zones), event.c.line.in_(zones)))
+        if classes := tuple(classes):
+            on_event.append(event.c.class_name.in_(classes))
+        if on_event:
+            where.append(exists().where(event.c.id == alarms.c.event_id, *on_event))
+        return where
+
+    def acknowledge_where(self, user: str, *conditions: Any, ts: float | None = None) -> int:
+        """Acknowledge every *open* alarm matching ``conditions`` (see :meth:`alarm_conditions`) in ONE conditional
+        UPDATE, recording ``user`` and the time; alarms already acknowledged keep who and when. Returns how many."""
+        stmt = (
+            update(alarms)
+            .where(*conditions, alarms.c.state == "open")
+            .values(state="acknowledged", acknowledged_by=user, acknowledged_ts=time.time() if ts is None else ts)
+        )
+        with self.engine.begin() as conn:
+            return conn.execute(stmt).rowcount
+
     def purge_observations(self, older_than_days: float, now: float | None = None) -> int:
         """Delete observations older than the retention period and return how many.
 
