@@ -1,10 +1,14 @@
 """Pictures the dashboard draws on: a camera's background frame, its zones and lines, a track's path.
 
 Geometry is in the camera's full-frame pixels, so it can only be drawn on a
-full frame: the latest live JPEG, else a frame of the latest run's source
-when that is a local file (never a network camera: the dashboard does not
-connect to cameras), else a blank canvas of the frame's size. Event snapshots
-are crops around an object, shown beside, never under, the geometry.
+full frame, and it must be a *clean* one: the live service publishes only its
+annotated JPEG (``<camera>.jpg``: the zones it runs with, masks and boxes are
+burnt in), and drawn under new geometry those old zones look like the ones
+being edited. So the background is, cleanest first: a frame of the run's
+source when that is a local file (never a network camera: the dashboard does
+not connect to cameras); else the live annotated JPEG, said to be annotated;
+else a blank canvas of the frame's size. Event snapshots are crops around an
+object, shown beside, never under, the geometry.
 """
 
 from __future__ import annotations
@@ -37,17 +41,18 @@ def _source_frame(path: str, mtime: float) -> np.ndarray | None:
 
 
 def camera_background(live_dir: Path, camera: str, source: str | None) -> tuple[np.ndarray, str]:
-    """A full frame of ``camera`` (BGR) and where it came from."""
+    """A full frame of ``camera`` (BGR), as clean as can be had (see the module docstring), and where it came from."""
+    if source and Path(source).is_file():
+        image = _source_frame(source, Path(source).stat().st_mtime)
+        if image is not None:
+            return image.copy(), f"a clean frame of {Path(source).name} (the run's source video)"
     live = find_camera(live_dir, camera)
     data = read_frame(live) if live is not None else None
     if data is not None:
         image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
         if image is not None:
-            return image, "latest live frame"
-    if source and Path(source).is_file():
-        image = _source_frame(source, Path(source).stat().st_mtime)
-        if image is not None:
-            return image.copy(), f"a frame of {Path(source).name} (the latest run's source)"
+            return image, ("the latest live frame, as the service annotates it: the zones it runs with and its masks "
+                           "show in the picture (the service publishes no clean frame)")  # fmt: skip
     size = live.status.frame_size if live is not None else None  # (width, height)
     height, width = (size[1], size[0]) if size else BLANK_SIZE
     blank = np.full((height, width, 3), 64, np.uint8)

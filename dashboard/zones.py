@@ -4,8 +4,11 @@ Geometry starts from what was last saved here (:mod:`storage.geometry`),
 else from the camera's latest run config. One item is edited at a time:
 click the frame to add vertices (a polygon's next point, a circle's centre, a
 line's next end), or type them in the table; the preview redraws as you go.
-Saving validates the whole geometry with analytics' own models (an error
-names the key) and the running service picks it up without a restart.
+Saving validates the whole geometry (:func:`storage.geometry.validate_geometry`:
+analytics' own models, and a zone's outline must not cross itself); a refusal
+is shown in plain words, and the running service picks a saved geometry up
+without a restart. Each visit to a "new …" entry is a fresh draft: points of a
+draft that was refused and left behind never turn up in the next new item.
 """
 
 from __future__ import annotations
@@ -21,11 +24,12 @@ from dashboard import queries
 from dashboard.drawing import camera_background, draw_geometry, draw_points
 from dashboard.settings import Settings, User
 from dashboard.widgets import context, fmt_ts, pick_cameras
-from storage.geometry import save_geometry
+from storage.geometry import GeometryError, save_geometry
 
 KINDS = {"zone": "zones", "line": "lines", "dynamic zone": "dynamic_zones"}  # item label → geometry key
 NEW_ITEMS = ("new polygon zone", "new circle zone", "new line", "new dynamic zone")
-SELECT_KEY, PENDING_KEY = "zones-item", "zones-select-next"
+SELECT_KEY, PENDING_KEY, DRAFT_KEY = "zones-item", "zones-select-next", "zones-draft"
+KIND_LABELS = {"zones": "Zone", "dynamic_zones": "Dynamic zone", "lines": "Line"}
 
 
 def _geometry(url: str, camera: str, camera_id: int) -> tuple[dict[str, list], str]:
@@ -52,6 +56,28 @@ def _find(geometry: dict[str, list], choice: str) -> tuple[str, int | None, dict
     key = KINDS[label]
     index = next(i for i, item in enumerate(geometry[key]) if item["name"] == name)
     return key, index, geometry[key][index]
+
+
+def _new_draft() -> None:
+    """Leaving (or saving) a new item starts the next one from nothing: new drafts get new widget keys."""
+    st.session_state[DRAFT_KEY] = st.session_state.get(DRAFT_KEY, 0) + 1
+
+
+def _slot(camera: str, choice: str) -> str:
+    """Where an item's widgets keep their state: per camera and item; per draft for a new item."""
+    return f"{camera}|{choice}|{st.session_state.get(DRAFT_KEY, 0)}" if choice in NEW_ITEMS else f"{camera}|{choice}"
+
+
+def refusal(error: GeometryError, key: str, index: int, name: str) -> str:
+    """A refused save in plain words: the edited item's problems as they are, any other item's with its name."""
+    lines = []
+    for problem in error.problems:
+        parts = problem.key.split(".")
+        if parts[:2] == [key, str(index)] or parts[0] == "(geometry)":
+            lines.append(problem.sentence)
+        else:
+            lines.append(f"{KIND_LABELS.get(parts[0], 'Item')} “{problem.item or problem.key}”: {problem.sentence}")
+    return f"“{name or 'This item'}” was not saved. " + " ".join(dict.fromkeys(lines))
 
 
 def _points(slot: str, initial: list) -> list[list[float]]:
@@ -83,16 +109,26 @@ def _classes(slot: str, label: str, field: str, item: dict[str, Any], classes: l
 def _membership(slot: str, item: dict[str, Any], classes: list[str]) -> dict[str, Any]:
     """Who a zone applies to and when an object counts as inside (analytics.zones' settings)."""
     chosen = _classes(slot, "Classes (none: every class)", "classes", item, classes)
-    a, b, c, d, e = st.columns(5)
+    st.caption("When an object counts as inside")
+    a, b = st.columns(2)  # two to a row: five inputs side by side squeeze their labels and values unreadable
     values = {
         "classes": chosen or None,
-        "min_fraction": a.number_input("Min fraction inside", 0.001, 1.0, float(item.get("min_fraction", 0.02)), 0.01,
-                                       format="%.3f", key=f"zones-fraction-{slot}"),
-        "min_pixels": b.number_input("…or min pixels", 1, None, int(item.get("min_pixels", 200)), key=f"zones-pixels-{slot}"),
-        "enter_frames": c.number_input("Enter frames", 1, None, int(item.get("enter_frames", 2)), key=f"zones-enter-{slot}"),
-        "exit_frames": d.number_input("Exit frames", 1, None, int(item.get("exit_frames", 3)), key=f"zones-exit-{slot}"),
+        "min_fraction": a.number_input("Min fraction of the object inside", 0.001, 1.0, float(item.get("min_fraction", 0.02)),
+                                       0.01, format="%.3f", key=f"zones-fraction-{slot}",
+                                       help="Share of the object's mask that must lie in the zone."),
+        "min_pixels": b.number_input("…or min pixels inside", 1, None, int(item.get("min_pixels", 200)),
+                                     key=f"zones-pixels-{slot}", help="Or at least this many of its pixels."),
     }  # fmt: skip
-    dwell = e.number_input("Max dwell s (0: off)", 0.0, None, float(item.get("max_dwell_s") or 0.0), key=f"zones-dwell-{slot}")
+    c, d = st.columns(2)
+    values |= {
+        "enter_frames": c.number_input("Frames inside to enter", 1, None, int(item.get("enter_frames", 2)),
+                                       key=f"zones-enter-{slot}"),
+        "exit_frames": d.number_input("Frames outside to exit", 1, None, int(item.get("exit_frames", 3)),
+                                      key=f"zones-exit-{slot}"),
+    }  # fmt: skip
+    e, _ = st.columns(2)
+    dwell = e.number_input("Max dwell, seconds (0: off)", 0.0, None, float(item.get("max_dwell_s") or 0.0),
+                           key=f"zones-dwell-{slot}")  # fmt: skip
     return values | {"max_dwell_s": dwell or None}
 
 
@@ -108,10 +144,9 @@ def _edit_item(slot: str, key: str, item: dict[str, Any], classes: list[str]) ->
         invert = st.checkbox("Invert in/out", bool(item.get("invert", False)), key=f"zones-invert-{slot}")
         return edited | {"points": points, "classes": classes_chosen or None, "invert": invert}, points
     if key == "dynamic_zones":
-        a, b, c, d = st.columns(4)
         shapes, units = ["circle", "dilate"], ["m", "cm", "mm", "px"]
-        with a:
-            edited["anchor_classes"] = _classes(slot, "Anchor classes", "anchor_classes", item, classes)
+        edited["anchor_classes"] = _classes(slot, "Anchor classes", "anchor_classes", item, classes)
+        b, c, d = st.columns(3)
         edited |= {
             "shape": b.selectbox("Shape", shapes, shapes.index(item.get("shape", "circle")), key=f"zones-shape-{slot}"),
             "radius": c.number_input("Radius", 0.001, None, float(item.get("radius", 5.0)), key=f"zones-radius-{slot}"),
@@ -158,8 +193,9 @@ def _save(settings: Settings, user: User, camera: str, geometry: dict[str, list]
         updated[key][index] = item
     try:
         save_geometry(settings.store_url, camera, updated["zones"], updated["dynamic_zones"], updated["lines"], user.name)
-    except ValueError as exc:
-        st.error(str(exc))
+    except GeometryError as exc:
+        where = len(updated[key]) - 1 if index is None else index
+        st.error(refusal(exc, key, where, item["name"]) if item is not None else f"Not deleted: {exc}")
         return False
     queries.clear_caches(queries.latest_run)
     label = next(lbl for lbl, k in KINDS.items() if k == key)
@@ -193,10 +229,10 @@ def render() -> None:
     if PENDING_KEY in st.session_state:  # select what was just saved (or the first item after a delete)
         pending = st.session_state.pop(PENDING_KEY)
         st.session_state[SELECT_KEY] = pending if pending in options else options[0]
-    choice = st.selectbox("Edit", options, key=SELECT_KEY)
+    choice = st.selectbox("Edit", options, key=SELECT_KEY, on_change=_new_draft)
     key, index, item = _find(geometry, choice)
-    slot = f"{camera}|{choice}"
-    form, preview = st.columns([2, 3])
+    slot = _slot(camera, choice)
+    form, preview = st.columns([1, 1])
     with form:
         edited, points = _edit_item(slot, key, item, queries.known_classes(url))
         save, delete = st.columns(2)
@@ -206,6 +242,7 @@ def render() -> None:
             st.session_state["zones-message"] = f"Saved {edited['name']!r} for {camera}."
             st.session_state.pop(f"zones-points-{slot}", None)  # the table starts afresh from what was saved
             st.session_state[f"zones-version-{slot}"] = _version(slot) + 1
+            _new_draft()
             st.rerun()
         if deleted and _save(settings, user, camera, geometry, key, index, None):
             st.session_state["zones-message"] = f"Deleted {item['name']!r} from {camera}."
