@@ -171,6 +171,13 @@ class CropMask:
             object.__setattr__(self, "_centroid", value)
         return self._centroid
 
+    def placed(self, x0: int, y0: int) -> CropMask:
+        """The same crop placed at ``(x0, y0)``, its area carried over rather than counted again (a per-track hot path)."""
+        mask = object.__new__(CropMask)
+        for name, value in (("crop", self.crop), ("x0", x0), ("y0", y0), ("area", self.area), ("_centroid", None)):
+            object.__setattr__(mask, name, value)
+        return mask
+
     def moved(self, x0: int, y0: int, width: int, height: int) -> CropMask:
         """The same shape placed at ``(x0, y0)`` and resized to ``width``×``height``.
 
@@ -181,7 +188,8 @@ class CropMask:
         crop = self.crop
         if crop.size and (crop.shape[1] != width or crop.shape[0] != height):
             crop = cv2.resize(crop.view(np.uint8), (width, height), interpolation=cv2.INTER_NEAREST).view(bool)
-        return CropMask(crop, int(x0), int(y0))
+            return CropMask(crop, int(x0), int(y0))
+        return self.placed(int(x0), int(y0))
 
 
 def frame_runs_batch(masks: Sequence[CropMask], height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
@@ -365,18 +373,8 @@ def _unpickle(bits: np.ndarray, shape: tuple[int, int], x0: int, y0: int) -> Cro
 
 
 def mask_iou(a: CropMask, b: CropMask) -> float:
-    """IoU of two crop masks, touching only their overlap window (a hot path: plain ints, one numpy call)."""
-    ax0, ay0, bx0, by0 = a.x0, a.y0, b.x0, b.y0
-    (ah, aw), (bh, bw) = a.crop.shape, b.crop.shape
-    ix0, iy0 = max(ax0, bx0), max(ay0, by0)
-    ix1, iy1 = min(ax0 + aw, bx0 + bw), min(ay0 + ah, by0 + bh)
-    if ix1 <= ix0 or iy1 <= iy0:
-        return 0.0
-    inter = int(
-        np.count_nonzero(a.crop[iy0 - ay0 : iy1 - ay0, ix0 - ax0 : ix1 - ax0] & b.crop[iy0 - by0 : iy1 - by0, ix0 - bx0 : ix1 - bx0])
-    )
-    union = a.area + b.area - inter
-    return inter / union if union else 0.0
+    """IoU of two crop masks, touching only their overlap window."""
+    return float(mask_iou_matrix([a], [b])[0, 0])
 
 
 def box_overlap_pairs(boxes_a: np.ndarray, boxes_b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -395,27 +393,47 @@ def mask_iou_matrix(masks_a: list[CropMask], masks_b: list[CropMask], *, min_iou
 
     A pair's intersection is at most ``min(area_a, area_b, window overlap)``, which bounds
     its IoU from above; pairs whose bound is below ``min_iou`` stay 0 without touching pixels.
-    Every other pair gets its exact IoU.
+    Every other pair gets its exact IoU: the windows are compared all at once, and each
+    remaining pair costs one OpenCV AND-and-count over its overlap window (a hot path).
     """
     out = np.zeros((len(masks_a), len(masks_b)), dtype=np.float64)
     if not masks_a or not masks_b:
         return out
-    wa = np.array([m.window for m in masks_a], dtype=np.int64)
-    wb = np.array([m.window for m in masks_b], dtype=np.int64)
-    iw = np.minimum(wa[:, None, 2], wb[None, :, 2]) - np.maximum(wa[:, None, 0], wb[None, :, 0])
-    ih = np.minimum(wa[:, None, 3], wb[None, :, 3]) - np.maximum(wa[:, None, 1], wb[None, :, 1])
-    candidates = (iw > 0) & (ih > 0)
-    if min_iou > 0:
-        area_a = np.array([m.area for m in masks_a], dtype=np.int64)[:, None]
-        area_b = np.array([m.area for m in masks_b], dtype=np.int64)[None, :]
-        inter = np.minimum(np.minimum(area_a, area_b), iw * ih)
-        union = area_a + area_b - inter
-        # divided as mask_iou divides: rounding is monotone, so no pair reaching min_iou is dropped
-        bound = np.divide(inter, union, out=np.zeros(inter.shape), where=union > 0)
-        candidates &= bound >= min_iou
-    for i, j in zip(*np.nonzero(candidates)):
-        out[i, j] = mask_iou(masks_a[i], masks_b[j])
+    wa, wb = _windows(masks_a), _windows(masks_b)
+    overlap_x = (wa[:, None, 0] < wb[None, :, 2]) & (wb[None, :, 0] < wa[:, None, 2])
+    rows, cols = np.nonzero(overlap_x & (wa[:, None, 1] < wb[None, :, 3]) & (wb[None, :, 1] < wa[:, None, 3]))
+    ax0, ay0, ax1, ay1, area_a = wa[rows].T
+    bx0, by0, bx1, by1, area_b = wb[cols].T
+    x0, y0, x1, y1 = np.maximum(ax0, bx0), np.maximum(ay0, by0), np.minimum(ax1, bx1), np.minimum(ay1, by1)
+    inter = np.minimum(np.minimum(area_a, area_b), (x1 - x0) * (y1 - y0))
+    union = area_a + area_b - inter
+    # divided as the exact IoU is divided: rounding is monotone, so no pair reaching min_iou is dropped
+    bound = np.divide(inter, union, out=np.zeros(inter.shape), where=union > 0)
+    keep = np.flatnonzero((x1 > x0) & (y1 > y0) & (bound >= min_iou))
+    if not keep.size:
+        return out
+    corners = (y0 - ay0, y1 - ay0, x0 - ax0, x1 - ax0, y0 - by0, y1 - by0, x0 - bx0, x1 - bx0)
+    inter = np.array(
+        [
+            cv2.countNonZero(
+                cv2.bitwise_and(
+                    masks_a[i].crop[ta:da, la:ra].view(np.uint8), masks_b[j].crop[tb:db, lb:rb].view(np.uint8)
+                )
+            )
+            for i, j, ta, da, la, ra, tb, db, lb, rb in zip(*(v[keep].tolist() for v in (rows, cols, *corners)))
+        ],
+        dtype=np.int64,
+    )
+    union = area_a[keep] + area_b[keep] - inter
+    out[rows[keep], cols[keep]] = np.divide(inter, union, out=np.zeros(inter.shape), where=union > 0)
     return out
+
+
+def _windows(masks: Sequence[CropMask]) -> np.ndarray:
+    """``(n, 5)`` int64: every mask's window ``x0, y0, x1, y1`` (exclusive ends) and its area."""
+    return np.array(
+        [(m.x0, m.y0, m.x0 + m.crop.shape[1], m.y0 + m.crop.shape[0], m.area) for m in masks], dtype=np.int64
+    ).reshape(-1, 5)
 
 
 def buffered_box_iou(boxes_a: np.ndarray, boxes_b: np.ndarray, buffer: float) -> np.ndarray:

@@ -291,10 +291,12 @@ class MaskTracker:
         boxes = detections.boxes
         partial = (boxes[:, 0] <= 0) | (boxes[:, 1] <= 0) | (boxes[:, 2] >= width) | (boxes[:, 3] >= height)
         grown = boxes + np.array([-1, -1, 1, 1], dtype=np.float32)
-        for i, j in zip(*box_overlap_pairs(grown, boxes)):
-            if i < j and not (partial[i] and partial[j]) and _touch(detections.masks[i], detections.masks[j]):
-                partial[i] = partial[j] = True
-        return np.where(partial, self.config.partial_noise, 1.0)
+        first, second = box_overlap_pairs(grown, boxes)
+        masks, seen = detections.masks, partial.tolist()
+        for i, j in zip(first.tolist(), second.tolist()):
+            if i < j and not (seen[i] and seen[j]) and _touch(masks[i], masks[j]):
+                seen[i] = seen[j] = True
+        return np.where(seen, self.config.partial_noise, 1.0)
 
     def _observe_match(self, track: _Track, detections: Detections, det: int, result: FrameTracks) -> None:
         mask = detections.masks[det]
@@ -448,29 +450,41 @@ def _carried(mask: CropMask, box: list[float]) -> CropMask:
     x0, y0, x1, y1 = box
     height, width = mask.crop.shape
     if abs(x1 - x0 - width) <= max(1.0, 0.03 * width) and abs(y1 - y0 - height) <= max(1.0, 0.03 * height):
-        return CropMask(mask.crop, round((x0 + x1 - width) / 2), round((y0 + y1 - height) / 2))
+        return mask.placed(round((x0 + x1 - width) / 2), round((y0 + y1 - height) / 2))
     return mask.moved(round(x0), round(y0), round(x1 - x0), round(y1 - y0))
 
 
 def _touch(a: CropMask, b: CropMask) -> bool:
     """Whether two masks overlap or are 8-neighbours somewhere: ``a``, grown by a pixel, meets ``b``.
 
-    Only the strip where ``a``'s grown window meets ``b``'s is looked at, so touching
-    masks cost a few hundred pixels, not their whole crops.
+    Overlapping masks are found by one AND over their common window; otherwise only
+    the strip where ``a``'s grown window meets ``b``'s is dilated, so touching masks
+    cost a few hundred pixels, not their whole crops (OpenCV calls: a hot path).
     """
-    (ah, aw), (bh, bw) = a.crop.shape, b.crop.shape
+    if not a.area or not b.area:
+        return False
+    crop_a, crop_b = a.crop.view(np.uint8), b.crop.view(np.uint8)
+    (ah, aw), (bh, bw) = crop_a.shape, crop_b.shape
     ax0, ay0, bx0, by0 = a.x0, a.y0, b.x0, b.y0
-    x0, y0, x1, y1 = max(ax0 - 1, bx0), max(ay0 - 1, by0), min(ax0 + aw + 1, bx0 + bw), min(ay0 + ah + 1, by0 + bh)
+    ax1, ay1, bx1, by1 = ax0 + aw, ay0 + ah, bx0 + bw, by0 + bh
+    x0, y0, x1, y1 = max(ax0, bx0), max(ay0, by0), min(ax1, bx1), min(ay1, by1)
+    if x1 > x0 and y1 > y0:
+        mine = crop_a[y0 - ay0 : y1 - ay0, x0 - ax0 : x1 - ax0]
+        if cv2.countNonZero(cv2.bitwise_and(mine, crop_b[y0 - by0 : y1 - by0, x0 - bx0 : x1 - bx0])):
+            return True
+    x0, y0, x1, y1 = max(ax0 - 1, bx0), max(ay0 - 1, by0), min(ax1 + 1, bx1), min(ay1 + 1, by1)
     if x1 <= x0 or y1 <= y0:
         return False
-    near_b = b.crop[y0 - by0 : y1 - by0, x0 - bx0 : x1 - bx0]
-    if not near_b.any():
+    near_b = crop_b[y0 - by0 : y1 - by0, x0 - bx0 : x1 - bx0]
+    if not cv2.countNonZero(near_b):
         return False
-    # a's pixels in the strip and one pixel around it (the strip is within a's window grown by one)
-    near_a = np.zeros((y1 - y0 + 2, x1 - x0 + 2), np.uint8)
-    sx0, sy0, sx1, sy1 = max(x0 - 1, ax0), max(y0 - 1, ay0), min(x1 + 1, ax0 + aw), min(y1 + 1, ay0 + ah)
-    near_a[sy0 - y0 + 1 : sy1 - y0 + 1, sx0 - x0 + 1 : sx1 - x0 + 1] = a.crop[sy0 - ay0 : sy1 - ay0, sx0 - ax0 : sx1 - ax0]
-    return bool(np.any(cv2.dilate(near_a, _NEIGHBOURS)[1:-1, 1:-1].view(bool) & near_b))
+    # a's pixels in the strip and one pixel around it (the strip is within a's window grown by one), zeros elsewhere
+    sx0, sy0, sx1, sy1 = max(x0 - 1, ax0), max(y0 - 1, ay0), min(x1 + 1, ax1), min(y1 + 1, ay1)
+    pads = (sy0 - y0 + 1, y1 + 1 - sy1, sx0 - x0 + 1, x1 + 1 - sx1)
+    near_a = cv2.copyMakeBorder(
+        crop_a[sy0 - ay0 : sy1 - ay0, sx0 - ax0 : sx1 - ax0], *pads, cv2.BORDER_CONSTANT, value=0
+    )
+    return cv2.countNonZero(cv2.bitwise_and(cv2.dilate(near_a, _NEIGHBOURS)[1:-1, 1:-1], near_b)) > 0
 
 
 def _left_image(mask: CropMask, image_size: tuple[int, int]) -> bool:

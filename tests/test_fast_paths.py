@@ -1,0 +1,80 @@
+"""Fast paths of the tracker's hot loops against the plain computations they replace."""
+
+import cv2
+import lap
+import numpy as np
+import pytest
+
+from segmenter.masks import CropMask, mask_iou_matrix
+from tracker.association import assign
+from tracker.tracker import _touch
+
+
+def random_crops(rng, n, h=70, w=90):
+    """Ragged rectangles, some empty, some with empty rows or columns inside their window."""
+    out = []
+    for _ in range(n):
+        crop = rng.random((rng.integers(1, 25), rng.integers(1, 30))) > rng.uniform(0.1, 0.9)
+        out.append(CropMask(crop, int(rng.integers(-5, w - 5)), int(rng.integers(-5, h - 5))))
+    out.append(CropMask(np.zeros((0, 0), bool), 10, 10))
+    out.append(CropMask(np.zeros((4, 4), bool), 12, 12))
+    return out
+
+
+def full(mask, h=150, w=150):
+    """The mask in a frame padded so that nothing is clipped."""
+    return CropMask(mask.crop, mask.x0 + 10, mask.y0 + 10).to_full(h, w)
+
+
+def test_iou_matrix_equals_the_full_frame_iou_of_every_pair():
+    rng = np.random.default_rng(5)
+    crops = random_crops(rng, 60)
+    fulls = [full(m) for m in crops]
+    matrix = mask_iou_matrix(crops[:30], crops[30:])
+    for i, a in enumerate(fulls[:30]):
+        for j, b in enumerate(fulls[30:]):
+            union = np.count_nonzero(a | b)
+            assert matrix[i, j] == (np.count_nonzero(a & b) / union if union else 0.0)  # bit for bit
+    assert np.count_nonzero(matrix) > 20
+
+
+def test_placed_keeps_the_crop_and_area_and_forgets_the_centroid():
+    mask = CropMask(np.eye(5, dtype=bool), 3, 4)
+    mask.centroid()
+    moved = mask.placed(10, 20)
+    assert moved.crop is mask.crop and (moved.x0, moved.y0, moved.area) == (10, 20, 5)
+    assert moved.centroid() == pytest.approx((12.0, 22.0))
+    assert moved.window == CropMask(mask.crop, 10, 20).window
+
+
+def lapjv_assign(similarity, min_similarity):
+    """``assign`` as it was: the solver on every matrix."""
+    _, row_to_col, _ = lap.lapjv(1.0 - similarity, extend_cost=True, cost_limit=1.0 - min_similarity + 1e-9)
+    rows = np.flatnonzero(row_to_col >= 0)
+    keep = similarity[rows, row_to_col[rows]] >= min_similarity
+    return np.stack([rows[keep], row_to_col[rows][keep]], axis=1)
+
+
+@pytest.mark.parametrize("density", [0.02, 0.1, 0.4])
+def test_assign_without_the_solver_when_no_pair_competes_equals_the_solver(density):
+    rng = np.random.default_rng(int(density * 100))
+    for _ in range(200):
+        shape = tuple(rng.integers(1, 12, 2))
+        sim = np.where(rng.random(shape) < density, rng.random(shape), 0.0)
+        matches, free_rows, free_cols = assign(sim, 0.3)
+        assert np.array_equal(matches, lapjv_assign(sim, 0.3))
+        assert sorted(free_rows.tolist() + matches[:, 0].tolist()) == list(range(shape[0]))
+        assert sorted(free_cols.tolist() + matches[:, 1].tolist()) == list(range(shape[1]))
+
+
+def test_touch_equals_a_full_frame_dilation():
+    rng = np.random.default_rng(8)
+    crops = random_crops(rng, 120, h=40, w=50)
+    fulls = [full(m).view(np.uint8) for m in crops]
+    touching = 0
+    for i in range(0, len(crops) - 1, 2):
+        a, b = crops[i], crops[i + 1]
+        expected = bool((cv2.dilate(fulls[i], np.ones((3, 3), np.uint8)) & fulls[i + 1]).any())
+        assert _touch(a, b) == expected == _touch(b, a)
+        touching += expected
+    assert 5 < touching < 55
