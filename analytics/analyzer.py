@@ -8,7 +8,8 @@
 3. zones (fixed and dynamic) decide enter/exit/dwell from mask pixels;
 4. lines, size rules and count rules add their events;
 5. alarm rules promote events to alarms, with a cooldown per (rule, track);
-6. each event gets its snapshot; observations and visible counts are sampled.
+6. each event gets its snapshot (a tight crop) and context image (the whole frame, downscaled);
+   observations and visible counts are sampled.
 
 Only confirmed tracks reach this stage, so tentative tracks and flickers
 never inflate a count. Every duration (dwell, speed, alarm cooldown, count interval) is a
@@ -173,7 +174,8 @@ class Analyzer:
         for event in events:  # 5, 6
             mask = current[event.track_id].mask if event.track_id in current else None
             if self.snapshots is not None and image is not None:
-                event = replace(event, snapshot=self.snapshots.save(event.id, ts, image, mask))
+                event = replace(event, snapshot=self.snapshots.save(event.id, ts, image, mask),
+                                context_snapshot=self.snapshots.save_context(event.id, ts, image, mask))
                 if event.track_id in self.tracks and self.tracks[event.track_id].snapshot is None:
                     self.tracks[event.track_id].snapshot = event.snapshot
             out.events.append(event)

@@ -106,6 +106,29 @@ class SamplingConfig(_Strict):
     snapshots: bool = Field(True, description="Save a JPEG snapshot with each event.")
 
 
+class ClipConfig(_Strict):
+    """A short video around each alarm: ``before_s`` before its event to ``after_s`` after, masks drawn.
+
+    Written as H.264 MP4 under ``<snapshot folder>/clips/<camera>/<YYYY-MM-DD>/<event id>.mp4``;
+    the path is stored with the event (``events.clip``) when the alarm is raised, the file a
+    few seconds later. Frames are kept downscaled and at most ``fps`` a second, so a camera's
+    buffer holds about ``(before_s + 1) * fps`` small frames.
+    """
+
+    enabled: bool = Field(True, description="Record a clip for each alarm (of ``rules``).")
+    before_s: float = Field(3.0, ge=0, le=60, description="Seconds of video before the alarm's event.")
+    after_s: float = Field(3.0, ge=0, le=60, description="Seconds after it (less when the stream ends first).")
+    fps: float = Field(10.0, gt=0, le=60, description="Most frames a second kept and encoded.")
+    max_width: int = Field(640, ge=64, le=3840, description="Frames wider than this are downscaled.")
+    crf: int = Field(26, ge=0, le=51, description="H.264 quality (lower: better and larger).")
+    rules: list[str] | None = Field(None, description="Alarm rules that get a clip; default every rule.")
+    retention_days: float | None = Field(None, gt=0, description="Delete clip files of events older than this at "
+                                         "start (their events stay); default: kept like snapshots.")
+
+    def wanted(self, rule: str) -> bool:
+        return self.enabled and (self.rules is None or rule in self.rules)
+
+
 class StoreConfig(_Strict):
     url: str | None = Field(None, description="SQLAlchemy URL; default sqlite:///<out>/maskwatch.db.")
     batch_frames: int = Field(30, ge=1, description="Frames per write transaction.")
@@ -113,4 +136,4 @@ class StoreConfig(_Strict):
     retention_days: float | None = Field(None, gt=0, description="Delete observations older than this at start.")
 
 
-__all__ = ["AlarmRule", "CameraConfig", "CountRule", "RulesConfig", "SamplingConfig", "SizeRule", "StoreConfig"]
+__all__ = ["AlarmRule", "CameraConfig", "ClipConfig", "CountRule", "RulesConfig", "SamplingConfig", "SizeRule", "StoreConfig"]

@@ -98,7 +98,9 @@ class EventRecord:
     value: float | None = None  # the measured value that decided it (dwell s, size, count, ...)
     unit: str | None = None
     values: dict = field(default_factory=dict)  # everything else worth showing (direction, bounds, anchor id, ...)
-    snapshot: str | None = None  # path relative to the snapshot folder
+    snapshot: str | None = None  # path relative to the snapshot folder: a tight crop around the object
+    context_snapshot: str | None = None  # the same: the whole frame (downscaled), the object's mask outlined
+    clip: str | None = None  # the same: an H.264 MP4 around the alarm this event raised (written seconds later)
     id: str = field(default_factory=new_id)
 
 

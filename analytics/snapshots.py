@@ -1,7 +1,16 @@
-"""Event snapshots: the frame around the object, its mask outlined, as a JPEG file.
+"""Event media: the tight snapshot, the full-frame context image, and where alarm clips go.
 
-Stored as files (not database blobs) under ``<dir>/<camera>/<YYYY-MM-DD>/<event id>.jpg``
-so the store stays small and a webhook or the dashboard can serve them as-is.
+Stored as files (not database blobs) under the snapshot folder, so the store stays
+small and a webhook or the dashboard can serve them as-is; events store the paths
+relative to that folder (:func:`media_path` makes every one of them):
+
+- ``<camera>/<YYYY-MM-DD>/<event id>.jpg``: the object, its mask outlined (``events.snapshot``);
+- ``<camera>/<YYYY-MM-DD>/<event id>-context.jpg``: the whole frame, at most 960 px wide,
+  the object's mask outlined (``events.context_snapshot``);
+- ``clips/<camera>/<YYYY-MM-DD>/<event id>.mp4``: an alarm's clip (``events.clip``),
+  written by ``maskwatch.clips`` a few seconds after the alarm.
+
+The date is the event's UTC day.
 """
 
 from __future__ import annotations
@@ -16,24 +25,49 @@ import numpy as np
 from segmenter.masks import CropMask
 
 _MAX_SIDE = 640
+CONTEXT_MAX_WIDTH = 960
+CLIP_FOLDER = "clips"
+
+
+def camera_folder(camera: str) -> str:
+    """The camera's name as one safe folder name."""
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", camera) or "camera"
+
+
+def media_path(camera: str, ts: float, event_id: str, suffix: str, folder: str | None = None) -> str:
+    """``[folder/]<camera>/<YYYY-MM-DD>/<event id><suffix>``, relative to the snapshot folder, as stored."""
+    parts = [folder] if folder else []
+    return Path(*parts, camera_folder(camera), time.strftime("%Y-%m-%d", time.gmtime(ts)), f"{event_id}{suffix}").as_posix()
+
+
+def clip_path(camera: str, ts: float, event_id: str) -> str:
+    """Where the clip of an alarm raised by event ``event_id`` goes (relative to the snapshot folder)."""
+    return media_path(camera, ts, event_id, ".mp4", CLIP_FOLDER)
 
 
 class SnapshotWriter:
     def __init__(self, root: Path, camera: str, quality: int = 85) -> None:
-        self.root, self.quality = Path(root), quality
-        self.camera_dir = re.sub(r"[^A-Za-z0-9_.-]+", "_", camera) or "camera"
+        self.root, self.quality, self.camera = Path(root), quality, camera
+        self.camera_dir = camera_folder(camera)
 
     def save(self, event_id: str, ts: float, image: np.ndarray, mask: CropMask | None, color: tuple[int, int, int] = (0, 0, 255)) -> str:
         """Write the snapshot; returns its path relative to the root (what events store)."""
-        crop = snapshot_image(image, mask, color)
-        relative = Path(self.camera_dir, time.strftime("%Y-%m-%d", time.gmtime(ts)), f"{event_id}.jpg")
+        return self._write(media_path(self.camera, ts, event_id, ".jpg"), snapshot_image(image, mask, color))
+
+    def save_context(
+        self, event_id: str, ts: float, image: np.ndarray, mask: CropMask | None, color: tuple[int, int, int] = (0, 0, 255)
+    ) -> str:
+        """Write the full-frame context image; returns its path relative to the root."""
+        return self._write(media_path(self.camera, ts, event_id, "-context.jpg"), context_image(image, mask, color))
+
+    def _write(self, relative: str, image: np.ndarray) -> str:
         path = self.root / relative
         path.parent.mkdir(parents=True, exist_ok=True)
-        ok, data = cv2.imencode(".jpg", crop, [cv2.IMWRITE_JPEG_QUALITY, self.quality])
+        ok, data = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, self.quality])
         if not ok:
             raise OSError(f"could not encode snapshot {path}")
         path.write_bytes(data.tobytes())
-        return relative.as_posix()
+        return relative
 
 
 def snapshot_image(image: np.ndarray, mask: CropMask | None, color: tuple[int, int, int] = (0, 0, 255)) -> np.ndarray:
@@ -53,4 +87,18 @@ def snapshot_image(image: np.ndarray, mask: CropMask | None, color: tuple[int, i
     scale = _MAX_SIDE / max(out.shape[:2])
     if scale < 1:
         out = cv2.resize(out, (round(out.shape[1] * scale), round(out.shape[0] * scale)), interpolation=cv2.INTER_AREA)
+    return out
+
+
+def context_image(
+    image: np.ndarray, mask: CropMask | None, color: tuple[int, int, int] = (0, 0, 255), max_width: int = CONTEXT_MAX_WIDTH
+) -> np.ndarray:
+    """The whole frame, at most ``max_width`` wide, with the mask outlined (about 2 px thick after downscaling)."""
+    scale = min(max_width / image.shape[1], 1.0)
+    out = image.copy()
+    if mask is not None and mask.area:
+        contours, _ = cv2.findContours(mask.crop.view(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+        cv2.drawContours(out, contours, -1, color, max(2, round(2 / scale)), offset=(mask.x0, mask.y0))
+    if scale < 1:
+        out = cv2.resize(out, (round(image.shape[1] * scale), round(image.shape[0] * scale)), interpolation=cv2.INTER_AREA)
     return out

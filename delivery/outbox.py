@@ -322,7 +322,7 @@ def alarm_payload(
         {"type": "alarm",
          "alarm": {id, rule, severity, camera, time, ts, track_id, track_uid, state},
          "event": {time, and every field of analytics.records.EventRecord (EVENT_COLUMNS)},
-         "snapshot_url": ... | "snapshot_base64": ...}
+         "snapshot_url": ... | "snapshot_base64": ..., "context_url": ..., "clip_url": ...}
 
     ``time`` is ISO 8601 UTC (``...Z``), ``ts`` epoch seconds; ``track_uid`` identifies the
     track across runs and cameras (``track_id`` is its short display number; both null
@@ -331,9 +331,15 @@ def alarm_payload(
     ``snapshot_base_url``; ``snapshot_base64`` (mode ``base64``) is the JPEG read from
     ``snapshot_root``. Either is null when the event has no snapshot, no base URL is
     configured or the file is gone; mode ``none`` leaves both keys out.
+
+    ``context_url`` (the whole frame, the object outlined) and ``clip_url`` (the alarm's MP4,
+    written a few seconds after the alarm: a receiver fetching it at once may have to retry)
+    are joined to ``snapshot_base_url`` the same way (:func:`media_url`), in modes ``url`` and
+    ``base64`` alike (a video is never inlined); null without a base URL, context image or
+    clip; mode ``none`` leaves them out too.
     """
     a, e = alarm_row, event_row
-    event = {name: e[name] for name in EVENT_COLUMNS if name != "values"}
+    event = {name: e.get(name) for name in EVENT_COLUMNS if name != "values"}  # rows from before 0004: no media columns
     body: dict[str, Any] = {
         "type": "alarm",
         "alarm": {"id": a["id"], "rule": a["rule"], "severity": a["severity"], "camera": a["camera"],
@@ -342,13 +348,27 @@ def alarm_payload(
         "event": event | {"time": _iso(e["ts"]), "values": json.loads(e["values_json"])},
     }  # fmt: skip
     snapshot = e["snapshot"]
+    if snapshot_mode == "none":
+        return _json(body)
     if snapshot_mode == "url":
-        body["snapshot_url"] = (
-            f"{snapshot_base_url.rstrip('/')}/{quote(snapshot)}" if snapshot and snapshot_base_url else None
-        )
-    elif snapshot_mode == "base64":
+        body["snapshot_url"] = media_url(snapshot_base_url, snapshot)
+    else:
         path = Path(snapshot_root, snapshot) if snapshot and snapshot_root else None
         body["snapshot_base64"] = base64.b64encode(path.read_bytes()).decode() if path and path.is_file() else None
+    body["context_url"] = media_url(snapshot_base_url, e.get("context_snapshot"))
+    body["clip_url"] = media_url(snapshot_base_url, e.get("clip"))
+    return _json(body)
+
+
+def media_url(base_url: str | None, relative: str | None) -> str | None:
+    """The public URL of an event's media file (snapshot, context image, clip) from its stored relative path.
+
+    ``relative`` is quoted (spaces, ``#``) but its slashes kept; None without a base URL or a path.
+    """
+    return f"{base_url.rstrip('/')}/{quote(relative)}" if base_url and relative else None
+
+
+def _json(body: dict[str, Any]) -> bytes:
     return json.dumps(_finite(body), separators=(",", ":"), allow_nan=False).encode()
 
 

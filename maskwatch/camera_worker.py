@@ -24,7 +24,7 @@ from maskwatch.config import AppConfig, LiveCameraConfig
 from maskwatch.engine import Engine, Sink, Step, mask_tracker
 from maskwatch.live import LiveSource
 from maskwatch.outputs import StoreSink
-from maskwatch.pipeline import build_analyzer, build_segmenter, open_store, store_url
+from maskwatch.pipeline import build_analyzer, build_clips, build_segmenter, open_store, snapshot_dir, store_url
 from maskwatch.render import draw_frame
 from maskwatch.segmenter_server import RemoteSegmenter, SegmenterLink, SegmenterUnavailable
 from storage.geometry import load_geometry
@@ -118,10 +118,10 @@ def run_camera(config: AppConfig, camera: LiveCameraConfig, out_dir: Path, link:
                         rtsp_transport=camera.rtsp_transport)
     segmenter = RemoteSegmenter(link) if link is not None else build_segmenter(config.segmenter)
     url = store_url(config, out_dir)
-    store = open_store(url, config)
+    store = open_store(url, config, snapshot_dir(config, out_dir))
     view = LiveView(frame_path, config.service.live_jpeg_every_s, camera)
     engine = Engine(segmenter, mask_tracker(config.tracker), lambda: build_analyzer(config, view.camera, out_dir), [view],
-                    backfill_frames=config.tracker.min_hits)
+                    backfill_frames=config.tracker.min_hits, clips=build_clips(config, camera.name, out_dir))
     run_id = store.start_run(camera.name, redact_url(str(camera.source)), segmenter=config.segmenter.name,
                              unit=engine.analyzer.calibration.unit, started_ts=time.time(), config=config.redacted())
     engine.sinks.append(StoreSink(store, run_id))

@@ -9,7 +9,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from analytics.config import AlarmRule, CameraConfig, RulesConfig, SamplingConfig, StoreConfig
+from analytics.config import AlarmRule, CameraConfig, ClipConfig, RulesConfig, SamplingConfig, StoreConfig
 from common import InputError, redact, redact_url
 from dashboard.settings import DashboardSection
 from delivery.mqtt import MqttConfig
@@ -116,6 +116,7 @@ class AppConfig(BaseModel):
     camera: CameraConfig = Field(default_factory=CameraConfig)
     rules: RulesConfig = Field(default_factory=RulesConfig)
     alarms: list[AlarmRule] = Field(default_factory=list)
+    clips: ClipConfig = Field(default_factory=ClipConfig, description="A short MP4 around each alarm.")
     sampling: SamplingConfig = Field(default_factory=SamplingConfig)
     store: StoreConfig = Field(default_factory=StoreConfig)
     output: OutputSection = Field(default_factory=OutputSection)
@@ -145,6 +146,9 @@ class AppConfig(BaseModel):
             unknown = sorted(set(rule.notify) - channels)
             if unknown:
                 raise ValueError(f"alarms.{i}.notify: no webhook or mqtt named {', '.join(unknown)}")
+        unknown = sorted(set(self.clips.rules or ()) - {rule.name for rule in self.alarms})
+        if unknown:
+            raise ValueError(f"clips.rules: no alarm rule named {', '.join(unknown)}")
         return self
 
 

@@ -9,6 +9,9 @@ whatever rate the frames are processed at.
 A stream whose frame size changes ends the current tracks as a run's end does
 and starts tracker and analyzer anew together, numbering on from the old
 tracker so small ids never collide within the run.
+
+Alarm clips are part of this path too: a :class:`maskwatch.clips.ClipRecorder`
+given to the engine sees every frame and every alarm before the sinks do.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
@@ -24,6 +27,9 @@ from analytics.analyzer import Analyzer, FrameAnalytics
 from analytics.zones import Region
 from segmenter.detections import Detections, Segmenter
 from tracker.tracker import FrameTracks, MaskTracker, TrackObservation
+
+if TYPE_CHECKING:
+    from maskwatch.clips import ClipRecorder  # imports the renderer, which imports this module
 
 
 class FrameLike(Protocol):
@@ -88,12 +94,16 @@ class Engine:
         sinks: Iterable[Sink],
         *,
         backfill_frames: int = 1,
+        clips: ClipRecorder | None = None,
     ) -> None:
         """``tracker`` and ``analyzer`` are factories (called again when the frame size changes); no analyzer: tracks only.
 
         ``backfill_frames`` is how many processed frames back a newly confirmed track
         reaches (the tracker's ``min_hits``); frames are completed that much later.
+        ``clips`` keeps recent frames and records a clip for each alarm that wants one
+        (:mod:`maskwatch.clips`); it sets the events' ``clip`` before any sink sees them.
         """
+        self.clips = clips
         self.segmenter = segmenter
         self.sinks = list(sinks)
         self._make_tracker, self._make_analyzer = tracker, analyzer
@@ -126,6 +136,8 @@ class Engine:
         if self.analyzer is not None:
             analysis = self.analyzer.update(frame.index, frame.pts, frame.ts, frame.image, result)
         step = Step(frame, detections, result, analysis, self.analyzer.zones.regions if self.analyzer else ())
+        if self.clips is not None and self.analyzer is not None:
+            self.clips.on_frame(frame.pts, frame.image, result.tracks, step.regions, self.analyzer.camera, analysis)
         for sink in self.sinks:
             sink.on_frame(step)
         for obs in [*result.tracks, *result.backfill]:
@@ -140,8 +152,12 @@ class Engine:
     def close(self, status: str = "finished") -> None:
         """End every track (zone exits, final summaries), complete every frame, close the sinks."""
         self._end_tracks()
-        for sink in self.sinks:
-            sink.close(status)
+        try:
+            for sink in self.sinks:
+                sink.close(status)
+        finally:
+            if self.clips is not None:
+                self.clips.close()  # waits until every clip is written
 
     def _complete(self, up_to: int) -> None:
         for frame in sorted(f for f in self._pending if f <= up_to):
@@ -156,6 +172,9 @@ class Engine:
         self._recent.clear()
         if self.analyzer is not None:
             final = self.analyzer.close(self.last.index, self.last.ts, self.last.pts)
+            if self.clips is not None:
+                self.clips.claim(final)
+                self.clips.finish_all()
             for sink in self.sinks:
                 sink.on_final(final)
 

@@ -15,6 +15,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from analytics.analyzer import Analyzer
 from analytics.config import CameraConfig
 from common import InputError, redact_url
+from maskwatch.clips import ClipRecorder
 from maskwatch.config import AppConfig, SegmenterSection
 from maskwatch.engine import Engine, Sink, mask_tracker
 from maskwatch.outputs import MotsFile, RunFiles, StoreSink
@@ -53,12 +54,14 @@ def store_errors(url: str) -> Iterator[None]:
         raise InputError(redact_url(f"cannot open store {url}: {detail}")) from None  # the driver's text may repeat the URL
 
 
-def open_store(url: str, config: AppConfig) -> Store:
-    """Open the store and apply retention; a one-line error if it cannot be opened."""
+def open_store(url: str, config: AppConfig, media_root: Path | None = None) -> Store:
+    """Open the store and apply retention (clips too, given the snapshot folder); a one-line error if it cannot be opened."""
     with store_errors(url):
         store = Store(url, batch_frames=config.store.batch_frames)
         if config.store.retention_days is not None:
             store.purge_observations(config.store.retention_days)
+        if config.clips.retention_days is not None and media_root is not None:
+            store.purge_clips(config.clips.retention_days, media_root)
     return store
 
 
@@ -88,6 +91,13 @@ def build_analyzer(config: AppConfig, camera: CameraConfig, out_dir: Path) -> An
 
 def snapshot_dir(config: AppConfig, out_dir: Path) -> Path:
     return Path(config.store.snapshot_dir) if config.store.snapshot_dir else out_dir / "snapshots"
+
+
+def build_clips(config: AppConfig, camera: str, out_dir: Path) -> ClipRecorder | None:
+    """The alarm clip recorder of one camera's engine (clips under the snapshot folder), or None when off or no alarms."""
+    if not config.clips.enabled or not any(config.clips.wanted(rule.name) for rule in config.alarms):
+        return None
+    return ClipRecorder(snapshot_dir(config, out_dir), camera, config.clips)
 
 
 def _progress(console: Console) -> Progress:
@@ -140,7 +150,7 @@ def run_pipeline(
     total = min(x for x in (total, max_frames) if x) if (total or max_frames) else None
     out_dir.mkdir(parents=True, exist_ok=True)
     url = store_url(config, out_dir)
-    store = open_store(url, config)
+    store = open_store(url, config, snapshot_dir(config, out_dir))
     analyzer = lambda: build_analyzer(config, config.camera, out_dir)  # noqa: E731
     files = RunFiles(out_dir, parquet=config.output.parquet)
     mots = MotsFile(out_dir / "tracks.mots.txt", first_number)
@@ -151,7 +161,8 @@ def run_pipeline(
             raise InputError("--render needs the video or image folder the masks belong to")
         renderer = VideoRenderer(out_dir / "annotated.mp4", rate, image_size, config.camera)
         sinks.append(renderer)
-    engine = Engine(segmenter, mask_tracker(config.tracker), analyzer, sinks, backfill_frames=config.tracker.min_hits)
+    engine = Engine(segmenter, mask_tracker(config.tracker), analyzer, sinks, backfill_frames=config.tracker.min_hits,
+                    clips=build_clips(config, config.camera.name, out_dir) if source is not None else None)
     run_id = store.start_run(config.camera.name, redact_url(name), segmenter=config.segmenter.name,
                              unit=engine.analyzer.calibration.unit, started_ts=source.start_ts if source else time.time(),
                              config=config.redacted())

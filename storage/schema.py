@@ -8,7 +8,8 @@ double precision.
 
 ``track_uid`` (uuid4 hex, never repeated across runs, cameras or restarts) is the
 identity of a track; the small ``track_id`` is only for display. Rows written
-before migration 0002 have no ``track_uid`` (NULL).
+before migration 0002 have no ``track_uid`` (NULL), events before 0004 no
+``context_snapshot`` or ``clip``.
 """
 
 from __future__ import annotations
@@ -134,7 +135,9 @@ events = Table(
     Column("value", Double),
     Column("unit", String(16)),
     Column("values_json", Text, nullable=False),
-    Column("snapshot", Text),
+    Column("snapshot", Text),  # paths relative to the snapshot folder (analytics.snapshots): the tight crop,
+    Column("context_snapshot", Text),  # the whole frame downscaled (0004),
+    Column("clip", Text),  # the alarm's MP4 (0004; written seconds after the row, NULL once purged)
     Index("events_camera_ts", "camera_id", "ts"),
     Index("events_camera_zone_ts", "camera_id", "zone", "ts"),
     Index("events_camera_class_ts", "camera_id", "class_name", "ts"),

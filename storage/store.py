@@ -426,6 +426,29 @@ class Store:
         with self.engine.begin() as conn:
             return conn.execute(delete(observations).where(observations.c.ts < cutoff)).rowcount
 
+    def purge_clips(self, older_than_days: float, media_root: Path, now: float | None = None) -> int:
+        """Delete the clip files of events older than the retention period and clear their ``clip``; returns how many.
+
+        Clips are the bulk of the media (a few hundred kB each, snapshots a few tens); the
+        events keep their snapshots and context images, as the audit trail they are. A clip
+        whose file is already gone is cleared too; paths outside ``media_root`` are never touched.
+        """
+        cutoff = (time.time() if now is None else now) - older_than_days * 86400.0
+        root = Path(media_root).resolve()
+        with self.engine.begin() as conn:
+            rows = conn.execute(select(events.c.id, events.c.clip).where(events.c.clip.is_not(None), events.c.ts < cutoff)).all()
+            for row in rows:
+                path = (root / row.clip).resolve()
+                if path.is_relative_to(root):
+                    path.unlink(missing_ok=True)
+                    for folder in (path.parent, path.parent.parent):  # the day's and the camera's, once empty
+                        if folder != root and folder.is_dir() and not any(folder.iterdir()):
+                            folder.rmdir()
+            ids = [row.id for row in rows]
+            for start in range(0, len(ids), 500):
+                conn.execute(update(events).where(events.c.id.in_(ids[start : start + 500])).values(clip=None))
+        return len(ids)
+
     def close(self) -> None:
         """Flush what is buffered and release the connections (even when the flush fails)."""
         try:
