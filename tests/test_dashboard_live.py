@@ -8,15 +8,20 @@ against plain SQL on it.
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
+import sys
+import threading
 import time
+import urllib.request
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pandas as pd
 import pytest
-from test_dashboard import camera_status, configure, copy_store, open_app, rows, run_demo, texts
+from test_dashboard import REPO, camera_status, configure, copy_store, open_app, rows, run_demo, texts
 
 from storage.live import LiveFiles, write_atomic, write_status
 
@@ -222,3 +227,98 @@ def test_heat_image_colours_only_occupied_cells() -> None:
     assert (image[100:200, 100:200] == 100).all()  # empty cells: the frame as it was
     assert not (image[:10, :10] == 100).all() and not (image[-10:, -10:] == 100).all()
     assert saturation(cv2.imencode(".png", image[-10:, -10:])[1].tobytes()) > saturation(cv2.imencode(".png", image[:10, :10])[1].tobytes())
+
+
+# -- in a browser ------------------------------------------------------------------------------------------------
+
+CHROMIUM = "/usr/bin/chromium"
+MEAN_SATURATION_JS = """img => {
+    const canvas = document.createElement("canvas");
+    canvas.width = img.naturalWidth;
+    canvas.height = img.naturalHeight;
+    const context = canvas.getContext("2d");
+    context.drawImage(img, 0, 0);
+    const d = context.getImageData(0, 0, canvas.width, canvas.height).data;
+    let sum = 0;
+    for (let i = 0; i < d.length; i += 4) sum += Math.max(d[i], d[i + 1], d[i + 2]) - Math.min(d[i], d[i + 1], d[i + 2]);
+    return sum / (d.length / 4);
+}"""
+
+
+def test_chromium_shows_a_stale_camera_greyed(tmp_path: Path) -> None:
+    """``streamlit run`` in a real Chromium: the stopped camera's tile has a grey picture and no numbers."""
+    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (pip install -e '.[test]')")
+    if not Path(CHROMIUM).is_file():
+        pytest.skip(f"no Chromium at {CHROMIUM} (Debian's chromium package; .ci/services.sh installs it)")
+    from test_dashboard_browser import SCREENSHOTS, free_port  # noqa: PLC0415 (skips the module without Chromium)
+
+    live = tmp_path / "live"
+    write_cameras(live, time.time())
+    site = tmp_path / "site.yaml"
+    site.write_text(f"store: {{url: 'sqlite:///{tmp_path / 'store.db'}'}}\nservice: {{live_dir: '{live}'}}\n"
+                    "dashboard: {stale_after_s: 5, timezone: UTC}\n")  # fmt: skip
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MASKWATCH_")}
+    server = subprocess.Popen(
+        [sys.executable, "-m", "streamlit", "run", "dashboard/app.py", "--server.headless", "true", "--server.address",
+         "127.0.0.1", "--server.port", str(port), "--browser.gatherUsageStats", "false", "--", "--config", str(site)],
+        cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    fresh = threading.Event()
+
+    def keep_gate_live() -> None:  # gate's worker keeps publishing; dock's stopped an hour ago
+        while not fresh.wait(0.5):
+            write_status(live / "gate.json", camera_status(camera="gate", updated_ts=time.time()))
+
+    writer = threading.Thread(target=keep_gate_live, daemon=True)
+    writer.start()
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=2) as answer:
+                    if answer.read() == b"ok":
+                        break
+            except OSError:
+                if server.poll() is not None or time.monotonic() > deadline:
+                    pytest.fail(f"streamlit run did not come up (exit code {server.poll()})")
+                time.sleep(0.5)
+        with sync_api.sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+            try:
+                page = browser.new_page(viewport={"width": 1500, "height": 1000})
+                page.set_default_timeout(60_000)
+                page.goto(f"http://127.0.0.1:{port}/")
+                dock, gate = page.locator(".st-key-live-tile-dock"), page.locator(".st-key-live-tile-gate")
+                dock.get_by_text("Offline since").wait_for()
+                gate.get_by_text("live: updated").wait_for()
+                page.wait_for_function("() => [...document.images].filter(i => i.complete && i.naturalWidth).length >= 2")
+                page.wait_for_timeout(1000)  # a few refreshes: still the same
+                assert dock.locator("img").evaluate(MEAN_SATURATION_JS) < 3  # desaturated
+                assert gate.locator("img").evaluate(MEAN_SATURATION_JS) > 100  # the camera's own red
+                assert dock.get_by_test_id("stMetricValue").all_inner_texts() == ["—"] * 4
+                assert gate.get_by_test_id("stMetricValue").all_inner_texts() == ["12.5", "12.2", "0.12 s", "2"]
+                assert gate.get_by_text("Offline since").count() == 0
+                assert page.get_by_test_id("stException").count() == 0
+                page.get_by_role("button", name="Full screen").nth(2).wait_for()  # the third tile (yard) is drawn
+                SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+                page.screenshot(path=SCREENSHOTS / "live-grid-offline.png", full_page=True)
+            finally:
+                browser.close()
+    finally:
+        fresh.set()
+        server.terminate()
+        server.wait(timeout=30)
+
+
+def test_occupancy_of_a_long_window_is_sampled_and_scaled(store: Path, demo: Path) -> None:
+    from dashboard.heatmap_queries import occupancy_grid
+
+    url, size = f"sqlite:///{store}", video_size(demo / "scene.mp4")
+    (total,), = rows(store, "SELECT COUNT(*) FROM observations")
+    exact = occupancy_grid(url, 1, 0.0, 4e9, size)
+    assert (exact.total, exact.step, int(exact.counts.sum())) == (total, 1, total)
+    sampled = occupancy_grid(url, 1, 0.0, 4e9, size, max_rows=total // 3)
+    assert sampled.total == total and sampled.step == 4
+    (picked,), = rows(store, "SELECT COUNT(*) FROM observations WHERE id % 4 = 0")
+    assert int(sampled.counts.sum()) == picked * 4 and abs(picked * 4 - total) <= 4
