@@ -15,14 +15,15 @@ import logging
 import re
 import sqlite3
 import sys
-from collections.abc import Callable
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import streamlit as st
 
 from common import redact_url
 from dashboard import auth
-from dashboard.settings import Settings, SettingsError, load_settings
+from dashboard.settings import SettingsError, load_settings
 from dashboard.widgets import set_context
 
 PAGES = (  # file, title, icon, address (url_path); the first is the default page
@@ -50,7 +51,9 @@ def store_problem(exc: BaseException) -> str | None:
     from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError, SQLAlchemyError
 
     seen: BaseException | None = exc
-    while seen is not None:
+    for _ in range(8):  # the exception, what caused it, what that was raised in...
+        if seen is None:
+            break
         if isinstance(seen, ArgumentError | NoSuchModuleError):
             return "not a database URL (store.url)"
         if isinstance(seen, SQLAlchemyError | sqlite3.Error | CommandError):
@@ -62,15 +65,20 @@ def store_problem(exc: BaseException) -> str | None:
     return None
 
 
-def run_page(run: Callable[[], None], settings: Settings) -> None:
-    """Run a page; a store that cannot be read is one plain line on the page (the details go to the log)."""
+@contextmanager
+def store_errors_shown() -> Iterator[None]:
+    """A store that cannot be read, inside the block, is one plain line on the page and its traceback goes to the log.
+
+    Every page runs inside it; a fragment that re-runs on its own (``st.fragment(run_every=...)``) can put its body
+    in it too. Any other exception is a bug and goes on to Streamlit, which logs it with its traceback.
+    """
     try:
-        run()
+        yield
     except Exception as exc:  # not st.rerun / st.stop: those are BaseExceptions
         reason = store_problem(exc)
         if reason is None:
-            raise  # a real bug: Streamlit logs it with its traceback
-        log.error("the store cannot be read (%s)", redact_url(settings.store_url), exc_info=True)
+            raise
+        log.error("the store cannot be read: %s", reason, exc_info=True)
         st.error(f"The store cannot be read: {reason}", icon=":material/database:")
 
 
@@ -98,7 +106,8 @@ def main() -> None:
         auth.sync_cookie(settings)
     pages = [st.Page(file, title=title, icon=icon, url_path=path, default=i == 0)
              for i, (file, title, icon, path) in enumerate(PAGES)]  # fmt: skip
-    run_page(st.navigation(pages).run, settings)
+    with store_errors_shown():
+        st.navigation(pages).run()
 
 
 if __name__ == "__main__":  # streamlit run (and AppTest) run this file as __main__; dashboard.links imports PAGES

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from streamlit.testing.v1 import AppTest
 from test_cli import assert_one_line_error, maskwatch, write_site
 from test_dashboard import PASSWORDS, REPO, configure, copy_store, demo, hashes, open_app, texts, with_users  # noqa: F401
 
@@ -194,6 +195,29 @@ def test_a_store_that_cannot_be_read_is_one_plain_line(demo: Path, tmp_path: Pat
         assert "Traceback" not in texts(at)
     expected = "file is not a database" if broken == "not a database" else "Connection refused"
     assert expected in errors[0], errors[0]
+
+
+def _fragment_script() -> None:
+    import sqlite3
+
+    import streamlit as st
+    from sqlalchemy.exc import OperationalError
+
+    from dashboard.app import store_errors_shown
+
+    with store_errors_shown():  # as a fragment that re-runs on its own would use it
+        st.title("Feed")
+        if st.session_state.get("bug"):
+            raise KeyError("a real bug")
+        raise OperationalError("SELECT 1", {}, sqlite3.DatabaseError("file is not a database"))
+
+
+def test_a_fragment_can_show_store_failures_the_same_way() -> None:
+    at = AppTest.from_function(_fragment_script).run()
+    assert [e.value for e in at.error] == ["The store cannot be read: file is not a database"] and not at.exception
+    at.session_state["bug"] = True
+    at.run()
+    assert not at.error and at.exception  # a bug stays an exception (and Streamlit logs its traceback)
 
 
 def test_only_store_failures_become_a_line() -> None:
