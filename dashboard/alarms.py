@@ -359,7 +359,7 @@ def render() -> None:
             alarm_detail(settings, user, alarm)
 
     alarm_chart(settings, f)
-    dead = queries.dead_letters(url, names)
+    dead = queries.dead_letters(url, f.camera_ids)
     if not dead.empty:
         with st.expander(f"Dead-lettered deliveries ({len(dead)})", expanded=False):
             dead = dead.assign(created=dead.created.map(lambda t: settings.clock.fmt(t.timestamp())))

@@ -25,7 +25,6 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.sql import ColumnElement, Select
 
 from analytics.records import SIZE_FIELDS
-from delivery.outbox import outbox_status
 from storage.engine import open_engine
 from storage.export import unique_counts
 from storage.geometry import GEOMETRY_KEYS, load_geometry
@@ -342,15 +341,24 @@ ALARM_COLUMNS = (
 
 @st.cache_data(ttl=TTL_S, show_spinner=False)
 def alarm_page(url: str, f: AlarmFilter, offset: int, limit: int) -> pd.DataFrame:
-    """One page of the alarms matching ``f``, newest first (ties by id, so pages never overlap), with their event."""
-    stmt = (
-        select(*ALARM_COLUMNS)
-        .join(events, events.c.id == alarms.c.event_id)
-        .join(cameras, cameras.c.id == alarms.c.camera_id)
+    """One page of the alarms matching ``f``, newest first (ties by id, so pages never overlap), with their event.
+
+    The page's ids are picked on ``alarms`` alone (narrow rows sorted), then only those rows are joined.
+    """
+    keys = (
+        select(alarms.c.id.label("key"))
         .where(*f.conditions())
         .order_by(alarms.c.ts.desc(), alarms.c.id)
         .offset(offset)
         .limit(limit)
+        .subquery()
+    )
+    stmt = (
+        select(*ALARM_COLUMNS)
+        .select_from(keys.join(alarms, alarms.c.id == keys.c.key))
+        .join(events, events.c.id == alarms.c.event_id)
+        .join(cameras, cameras.c.id == alarms.c.camera_id)
+        .order_by(alarms.c.ts.desc(), alarms.c.id)
     )
     return _read(url, stmt, track_id="Int64")
 
@@ -417,14 +425,25 @@ def alarm_deliveries(url: str, alarm_ids: tuple[str, ...]) -> pd.DataFrame:
 
 
 @st.cache_data(ttl=TTL_S, show_spinner=False)
-def dead_letters(url: str, cameras_shown: tuple[str, ...]) -> pd.DataFrame:
-    """Deliveries that gave up (delivery.outbox.outbox_status), with the response that decided it."""
-    frames = [outbox_status(url, camera=camera, state="dead") for camera in cameras_shown]
-    dead = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
-    if dead.empty:
-        return dead
-    dead["created"] = to_time(dead.created_ts)
-    return dead[["created", "alarm_id", "camera", "rule", "channel", "attempts", "last_status", "last_error", "response"]]
+def dead_letters(url: str, ids: Ids, limit: int = MAX_ROWS) -> pd.DataFrame:
+    """Deliveries of these cameras that gave up (newest first, at most ``limit``), with the response that decided it.
+
+    The columns of :func:`delivery.outbox.outbox_status`, read on the shared engine through the
+    ``deliveries_state_next`` index (the outbox's own reader opens an engine per call).
+    """
+    d = deliveries.c
+    stmt = (
+        select(d.created_ts, d.alarm_id, cameras.c.name.label("camera"), alarms.c.rule, d.channel, d.attempts,
+               d.last_status, d.last_error, d.response)  # fmt: skip
+        .join(alarms, alarms.c.id == d.alarm_id)
+        .join(cameras, cameras.c.id == d.camera_id)
+        .where(d.state == "dead", d.camera_id.in_(ids))
+        .order_by(d.created_ts.desc())
+        .limit(limit)
+    )
+    frame = _read(url, stmt, last_status="Int64")
+    frame.insert(0, "created", to_time(frame.pop("created_ts")))
+    return frame
 
 
 # -- tracks ------------------------------------------------------------------------------------------------------

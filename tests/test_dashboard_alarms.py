@@ -253,5 +253,78 @@ def test_times_are_shown_in_the_configured_zone(demo: Path, tmp_path: Path, monk
     assert "UTC" not in " ".join(m.value for m in at.markdown)
 
 
-def test_a_clip_plays_in_chromium() -> None:
-    pytest.skip("event clips have not landed: no clip column on events (migration 0004) and no clip files to play")
+
+
+# -- in a real browser -------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def served_demo(demo: Path, tmp_path_factory: pytest.TempPathFactory):
+    """``streamlit run dashboard/app.py`` over the demo store (with its alarm's clip), as test_dashboard_browser serves it."""
+    browser = pytest.importorskip("test_dashboard_browser")  # skips, saying why, without Playwright or Chromium
+    import os
+    import subprocess
+    import sys
+    import urllib.request
+
+    import yaml
+
+    site = tmp_path_factory.mktemp("site") / "site.yaml"
+    site.write_text(yaml.safe_dump({
+        "store": {"url": f"sqlite:///{demo / 'maskwatch.db'}", "snapshot_dir": str(demo / "snapshots")},
+        "service": {"live_dir": str(tmp_path_factory.mktemp("no-live"))},
+        "dashboard": {"auth": {"users": {"olivia": {"role": "operator", "password_hash": hash_password(PASSWORDS["olivia"])}}}},
+    }))  # fmt: skip
+    port = browser.free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MASKWATCH_")}
+    server = subprocess.Popen(
+        [sys.executable, "-m", "streamlit", "run", "dashboard/app.py", "--server.headless", "true", "--server.address",
+         "127.0.0.1", "--server.port", str(port), "--browser.gatherUsageStats", "false", "--", "--config", str(site)],
+        cwd=browser.REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as answer:
+                    if answer.read() == b"ok":
+                        break
+            except OSError:
+                if server.poll() is not None or time.monotonic() > deadline:
+                    pytest.fail(f"streamlit run did not come up (exit code {server.poll()})")
+                time.sleep(0.5)
+        yield browser, url
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+def test_a_clip_plays_in_chromium(demo: Path, served_demo) -> None:
+    browser, url = served_demo
+    if "clip" not in {c for (_, c, *_) in rows(demo / "maskwatch.db", "PRAGMA table_info(events)")}:
+        pytest.skip("event clips have not landed: the store has no events.clip (migration 0004)")
+    clips = rows(demo / "maskwatch.db", "SELECT e.clip FROM alarms a JOIN events e ON e.id = a.event_id")
+    assert clips and all(c and (demo / "snapshots" / c).is_file() for (c,) in clips), clips
+    with browser.sync_api.sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=browser.CHROMIUM, args=["--no-sandbox"])
+        try:
+            page = chromium.new_page(viewport={"width": 1500, "height": 1000})
+            page.set_default_timeout(30_000)
+            page.goto(url)
+            page.get_by_label("Username").fill("olivia")
+            page.get_by_label("Password", exact=True).fill(PASSWORDS["olivia"])
+            page.get_by_role("button", name="Log in").click()
+            page.get_by_test_id("stSidebarNav").get_by_role("link", name="Alarms").click()
+            page.get_by_role("heading", name="Alarms", exact=True).wait_for()
+            page.locator("video").first.wait_for()
+            page.wait_for_function("() => { const v = document.querySelector('video'); return v && (v.readyState >= 2 || v.error); }")
+            state = page.evaluate("() => { const v = document.querySelector('video');"
+                                  " return {ready: v.readyState, error: v.error && v.error.code, duration: v.duration}; }")  # fmt: skip
+            browser.SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+            page.locator("video").first.scroll_into_view_if_needed()
+            page.screenshot(path=browser.SCREENSHOTS / "alarms-clip.png")
+            assert state["error"] is None and state["ready"] >= 2 and state["duration"] > 1, state
+            assert page.get_by_test_id("stException").count() == 0
+        finally:
+            chromium.close()
