@@ -27,7 +27,7 @@ from maskwatch.clips import ClipRecorder
 from maskwatch.config import AppConfig
 from maskwatch.engine import Engine, mask_tracker
 from maskwatch.outputs import StoreSink
-from maskwatch.pipeline import run_pipeline
+from maskwatch.pipeline import open_store, run_pipeline
 from maskwatch.render import id_color
 from maskwatch.sources import Frame
 from maskwatch.synthetic import demo_config, render_scene
@@ -39,6 +39,7 @@ from storage.migrations import head, revision
 from storage.schema import alarms, events
 from storage.store import Store
 from tests.test_delivery import Receiver, delivery_config, receiver  # noqa: F401 (a fixture)
+from tests.test_engine import run_live
 from tracker.config import TrackerConfig
 
 W, H, GREY, RADIUS = 1280, 720, 100, 40
@@ -150,8 +151,9 @@ def test_purge_deletes_old_clips_and_keeps_the_events_and_snapshots(tmp_path: Pa
     clip = root / event.clip
     with Store(url) as store:
         assert store.purge_clips(30, root, now=event.ts + 29 * 86400) == 0  # not old enough
-        assert clip.is_file()
-        assert store.purge_clips(30, root, now=event.ts + 31 * 86400) == 1
+    assert clip.is_file()
+    config = AppConfig.model_validate({"clips": {"retention_days": 30}})
+    open_store(url, config, root).close()  # what run and serve do at start: the 2023 event's clip is old
     assert not clip.exists() and not clip.parent.exists()  # the emptied day folder goes too
     (after,) = alarm_events(url)
     assert after.clip is None and (root / after.snapshot).is_file() and (root / after.context_snapshot).is_file()
@@ -214,15 +216,29 @@ def test_migration_0004_adds_the_media_columns_to_a_0003_store(tmp_path: Path) -
     assert test_store.schema_differences(url) == []
 
 
-def test_maskwatch_run_writes_the_clips_of_its_alarms(tmp_path: Path) -> None:
-    """The demo belt through ``run``: the person's alarm gets a clip the store points at."""
+@pytest.mark.parametrize("mode", ["run", "serve"])
+def test_run_and_the_serve_worker_write_the_clips_of_their_alarms(tmp_path: Path, mode: str) -> None:
+    """The demo belt (cut after the person's alarm, near frame 105) through ``run`` or a live camera worker."""
     video = tmp_path / "belt.mp4"
-    render_scene(video)
-    config = demo_config() | {"clips": {"before_s": 1.0, "after_s": 1.0}}
-    summary = run_pipeline(video, AppConfig.model_validate(config), tmp_path / "out", show_progress=False)
-    assert summary["alarms"] >= 1
-    rows = alarm_events(f"sqlite:///{tmp_path / 'out' / 'maskwatch.db'}")
+    render_scene(video, frames=120)
+    url = f"sqlite:///{tmp_path / 'store.db'}"
+    config = demo_config() | {"clips": {"before_s": 1.0, "after_s": 1.0}, "store": {"url": url}}
+    if mode == "run":
+        out = tmp_path / "out"
+        summary = run_pipeline(video, AppConfig.model_validate(config), out, show_progress=False)
+        assert summary["alarms"] >= 1
+    else:
+        out = tmp_path / "live-out"
+        run_live(tmp_path, video, config, fps=10.0)  # SIGTERM once the file has played: clips finish on the way out
+    rows = alarm_events(url)
     assert rows and all(r.clip for r in rows)
     for r in rows:
-        stream, pts, _ = decode(tmp_path / "out" / "snapshots" / r.clip)
-        assert stream.codec_context.name == "h264" and pts[-1] == pytest.approx(2.0, abs=0.15)
+        stream, pts, _ = decode(out / "snapshots" / r.clip)
+        assert stream.codec_context.name == "h264" and pts[-1] == pytest.approx(2.0, abs=0.25)
+
+
+def test_clip_rules_must_name_alarm_rules() -> None:
+    config = demo_config() | {"clips": {"rules": ["person-on-belt", "nope"]}}
+    with pytest.raises(ValueError, match="clips.rules: no alarm rule named nope"):
+        AppConfig.model_validate(config)
+    assert AppConfig.model_validate(demo_config() | {"clips": {"rules": ["person-on-belt"]}}).clips.wanted("person-on-belt")
