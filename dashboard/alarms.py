@@ -24,13 +24,13 @@ import dataclasses
 import math
 import time
 from typing import Any
-from urllib.parse import urlencode
 
 import altair as alt
 import pandas as pd
 import streamlit as st
 
 from dashboard import queries
+from dashboard.links import page_link
 from dashboard.queries import AlarmFilter
 from dashboard.settings import Settings, User
 from dashboard.widgets import bucket_for, context, pick_cameras, pick_window, show_snapshot, snapshot_path
@@ -150,7 +150,7 @@ def alarm_detail(settings: Settings, user: User, alarm: dict[str, Any]) -> None:
         if link:
             st.page_link("tracks.py", label=f"Track {track} in the Track explorer", icon=":material/timeline:",
                          query_params=link)  # fmt: skip
-            st.caption(f"/tracks?{urlencode(link)}")
+            st.caption(page_link("tracks", **link))
 
 
 def show_clip(settings: Settings, alarm: dict[str, Any]) -> None:
@@ -230,8 +230,15 @@ def _picked_row(ids: list[str]) -> str | None:
 
 
 @st.fragment(run_every=REFRESH_S)
-def alarm_list(settings: Settings, f: AlarmFilter, total: int) -> None:
-    """The auto-refreshing part: new-alarm count and one page of the table."""
+def alarm_list(settings: Settings, f: AlarmFilter) -> None:
+    """The auto-refreshing part: new-alarm count and one page of the table (a store error is one line, as on a page)."""
+    from dashboard.app import store_errors_shown  # app.py runs main() only as __main__
+
+    with store_errors_shown():
+        _alarm_list(settings, f)
+
+
+def _alarm_list(settings: Settings, f: AlarmFilter) -> None:
     url = settings.store_url
     clock = settings.clock
     picked = _picked_row(st.session_state.get(PAGE_IDS, []))
@@ -254,6 +261,7 @@ def alarm_list(settings: Settings, f: AlarmFilter, total: int) -> None:
             queries.clear_caches(queries.data_extent)
             _clear()
             st.rerun()
+    total, _ = queries.alarm_totals(url, f)
     size_col, number_col, summary_col = st.columns([1, 1, 3], vertical_alignment="bottom")
     with size_col:
         size = st.selectbox("Page size", PAGE_SIZES, index=1, key="alarms-page-size")
@@ -348,7 +356,7 @@ def render() -> None:
     total, still_open = queries.alarm_totals(url, f)
     st.caption(f"{total} alarms match the filters, {still_open} of them open. Times in {settings.clock.label}, 24-hour clock.")
     bulk_acknowledge(settings, user, f, still_open)
-    alarm_list(settings, f, total)
+    alarm_list(settings, f)
 
     wanted = st.query_params.get("alarm") or next(iter(st.session_state.get(PAGE_IDS, [])), None)
     if wanted:
