@@ -36,7 +36,7 @@ CAMERAS, CLASSES, ZONES = ("dock-north", "dock-south", "gate"), ("person", "bott
 DAYS, TRACKS, OBS_PER_TRACK, EVENTS, ALARMS = 30, 20_000, 50, 50_000, 5_000
 CHUNK = 50_000
 REPO = Path(__file__).resolve().parents[1]
-PAGES = ("live.py", "counts.py", "sizes.py", "alarms.py", "zones.py", "tracks.py")
+PAGES = ("live.py", "counts.py", "sizes.py", "alarms.py", "zones.py", "tracks.py", "heatmap.py")
 
 
 def insert(engine: Engine, table: Table, rows: list[dict]) -> None:

@@ -1,9 +1,11 @@
 """Live page: every camera as a tile in a grid (frame, health, key numbers), or one camera full screen.
 
-The cameras are a fragment re-run every ``dashboard.live_refresh_s``: only it
+The cameras are a fragment re-run on a timer (:func:`refresh_s`): every
+``dashboard.live_refresh_s`` for a live camera full screen, at most once a second
+for a grid of live tiles, every 2 s while no camera shown is live. Only it
 re-renders, and it reads a camera's files again only when the worker has
 replaced them (:class:`storage.live.LiveFiles`, one ``stat`` per file), so an
-open tab on cameras that stopped costs a directory listing per refresh. A
+open tab on cameras that stopped costs a directory listing every 2 s. A
 camera that stops publishing turns stale within ``dashboard.stale_after_s``;
 a stale, disconnected or dead one is greyed: its last frame desaturated and
 dimmed, its numbers "—", and when it was last heard of in site time.
@@ -31,7 +33,9 @@ BADGES = {"live": ("green", ":material/check_circle:"), "stale": ("red", ":mater
           "not segmenting": ("orange", ":material/pause_circle:")}  # fmt: skip
 OFFLINE = ("stale", "disconnected", "worker down")  # greyed: nothing on the tile is current
 CAMERA_PARAM = "camera"
-COLUMNS_KEY = "live-columns"
+COLUMNS_KEY, REFRESH_KEY = "live-columns", "live-refresh-s"
+GRID_REFRESH_S = 1.0  # a grid of live tiles is refreshed at most this often (full screen: dashboard.live_refresh_s)
+OFFLINE_REFRESH_S = 2.0  # while no camera shown is live: how soon one coming back shows, and all that changes
 NO_VALUE = "—"
 
 
@@ -190,6 +194,16 @@ def camera_full(files: LiveFiles, camera: LiveCamera, stale_after_s: float, cloc
         st.caption("Unique objects this run: " + ", ".join(f"{k} {v}" for k, v in s.unique.items()))
 
 
+def refresh_s(cameras: list[LiveCamera], stale_after_s: float, live_refresh_s: float, full_screen: bool = False) -> float:
+    """How often the cameras shown are re-read, never faster than ``dashboard.live_refresh_s``: at that rate for a
+    live camera full screen; at most once a second (:data:`GRID_REFRESH_S`) for a grid of live tiles, whose frames
+    are thumbnails and whose numbers a worker publishes every 0.5 s; every :data:`OFFLINE_REFRESH_S` when no camera
+    shown is live (or connected but not segmenting), since then only the ages change."""
+    if not any(c.status.health(stale_after_s)[0] not in OFFLINE for c in cameras):
+        return max(live_refresh_s, OFFLINE_REFRESH_S)
+    return live_refresh_s if full_screen else max(live_refresh_s, GRID_REFRESH_S)
+
+
 def grid_columns(cameras: int, choice: str) -> int:
     """Tiles per row: the choice, or by count (one camera wide, up to four two by two, more three a row)."""
     if choice != "Auto":
@@ -205,15 +219,25 @@ def render() -> None:
     title.title("Live")
     per_row = control.selectbox("Tiles per row", ("Auto", "1", "2", "3", "4"), key=COLUMNS_KEY)
 
-    @st.fragment(run_every=settings.dashboard.live_refresh_s)
-    def cameras_view() -> None:
+    def shown() -> tuple[list[LiveCamera], str | None, LiveCamera | None, float]:
+        """Every camera, the one asked for full screen (and whether it exists), and how often to refresh them."""
         cameras = files.cameras()
+        wanted = st.query_params.get(CAMERA_PARAM)
+        chosen = next((c for c in cameras if c.camera == wanted), None)
+        fast = settings.dashboard.live_refresh_s
+        return cameras, wanted, chosen, refresh_s([chosen] if chosen else cameras, stale_after_s, fast, chosen is not None)
+
+    interval = st.session_state[REFRESH_KEY] = shown()[3]
+
+    @st.fragment(run_every=interval)
+    def cameras_view() -> None:
+        cameras, wanted, chosen, needed = shown()
+        if needed != interval:  # the timer is set where the fragment is defined: define it again
+            st.rerun()
         segmenter_line(files.segmenter(), stale_after_s)
         if not cameras:
             st.info(f"No live cameras: no status files in {settings.live_dir}. Is `maskwatch serve` running with this config?")
             return
-        wanted = st.query_params.get(CAMERA_PARAM)
-        chosen = next((c for c in cameras if c.camera == wanted), None)
         if chosen is not None:
             camera_full(files, chosen, stale_after_s, clock)
             return

@@ -37,6 +37,7 @@ PAGES = (  # sidebar link, text the page must show
     ("Alarms", "person-on-belt"),
     ("Zones", "points"),
     ("Track explorer", "stored observations"),
+    ("Heatmap", "Dwell time per zone"),
 )
 
 sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (pip install -e '.[test]')")

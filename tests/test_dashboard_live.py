@@ -131,9 +131,24 @@ def test_live_full_screen_by_query_param_and_button(live: Path) -> None:
     assert [s.value for s in at.subheader] == ["dock"] and at.query_params["camera"] in ("dock", ["dock"])
     assert any(c.value.startswith("Offline since") for c in at.caption)
     assert {m.label: m.value for m in at.metric}["FPS in"] == "—" and "Visible now" not in texts(at)  # nothing current
+    assert at.session_state["live-refresh-s"] == 2.0  # one stale camera shown: nothing but its age changes
+    at.query_params["camera"] = "gate"
+    at.run()
+    assert at.session_state["live-refresh-s"] == 0.3  # a live one: dashboard.live_refresh_s (its default)
     at.query_params["camera"] = "nowhere"
     at.run()
     assert any("No live camera named 'nowhere'" in w.value for w in at.warning) and len(at.subheader) == 3
+
+
+def test_live_refreshes_slowly_while_no_camera_shown_is_live(tmp_path: Path) -> None:
+    from dashboard.live import refresh_s
+
+    write_cameras(tmp_path, time.time())
+    dock, gate, yard = LiveFiles(tmp_path).cameras()
+    assert refresh_s([gate], 5, 0.3, full_screen=True) == 0.3  # dashboard.live_refresh_s
+    assert refresh_s([dock, gate, yard], 5, 0.3) == 1.0  # a grid of thumbnails: once a second
+    assert refresh_s([dock, yard], 5, 0.3) == refresh_s([], 5, 0.3) == refresh_s([dock], 5, 0.3, True) == 2.0
+    assert refresh_s([gate], 5, 3.0) == refresh_s([dock], 5, 3.0) == 3.0  # never faster than configured
 
 
 def test_live_files_are_read_again_only_when_replaced(tmp_path: Path) -> None:
@@ -303,6 +318,13 @@ def test_chromium_shows_a_stale_camera_greyed(tmp_path: Path) -> None:
                 page.get_by_role("button", name="Full screen").nth(2).wait_for()  # the third tile (yard) is drawn
                 SCREENSHOTS.mkdir(parents=True, exist_ok=True)
                 page.screenshot(path=SCREENSHOTS / "live-grid-offline.png", full_page=True)
+                dock.get_by_role("button", name="Full screen").click()  # one camera, and an address to share
+                page.get_by_role("button", name="All cameras").wait_for()
+                page.wait_for_url("**/?camera=dock")
+                assert page.get_by_role("heading", name="gate").count() == 0
+                page.goto(f"http://127.0.0.1:{port}/live?camera=gate")
+                page.get_by_text("Visible now").wait_for()
+                assert page.get_by_role("heading", name="dock").count() == 0
             finally:
                 browser.close()
     finally:
