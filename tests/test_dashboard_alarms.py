@@ -326,5 +326,11 @@ def test_a_clip_plays_in_chromium(demo: Path, served_demo) -> None:
             page.screenshot(path=browser.SCREENSHOTS / "alarms-clip.png")
             assert state["error"] is None and state["ready"] >= 2 and state["duration"] > 1, state
             assert page.get_by_test_id("stException").count() == 0
+            [(alarm_id,)] = rows(demo / "maskwatch.db", "SELECT id FROM alarms")
+            grid = page.get_by_test_id("stDataFrame").first
+            grid.scroll_into_view_if_needed()
+            box = grid.bounding_box()
+            page.mouse.click(box["x"] + 18, box["y"] + 35 + 17)  # the first row's selection box
+            page.wait_for_function(f"() => location.search === '?alarm={alarm_id}'")  # a picked row: the alarm's address
         finally:
             chromium.close()
