@@ -61,7 +61,7 @@ def _jpeg(image: np.ndarray) -> bytes:
 
 
 def camera_heatmap(settings: Settings, url: str, name: str, camera_id: int, since: float, until: float,
-                   class_name: str | None) -> dict:  # fmt: skip
+                   class_name: str | None, alone: bool = False) -> dict:  # fmt: skip
     """Draw one camera's heatmap; returns its row of the summary table."""
     run = queries.latest_run(url, camera_id, name)
     background, where = camera_background(settings.live_dir, name, run["source"] if run else None)
@@ -73,7 +73,7 @@ def camera_heatmap(settings: Settings, url: str, name: str, camera_id: int, sinc
     picture = heat_image(_fit(draw_geometry(background, geometry)), counts)  # blended at the size shown
     cols, rows = hq.GRID
     st.markdown(f"**{name}**")
-    st.image(_jpeg(picture), width="stretch",
+    st.image(_jpeg(picture), width=picture.shape[1] if alone else "stretch",  # alone: no wider than the frame
              caption=f"{name} · occupancy over {where}, {cols}×{rows} cells of {width / cols:.0f}×{height / rows:.0f} px")  # fmt: skip
     peak = int(counts.max())
     if occupancy.total:
@@ -152,7 +152,7 @@ def render() -> None:
     for start in range(0, len(names), per_row):
         for column, name, camera_id in zip(st.columns(per_row), names[start : start + per_row], ids[start : start + per_row]):
             with column:
-                rows.append(camera_heatmap(settings, url, name, camera_id, since, until, class_name))
+                rows.append(camera_heatmap(settings, url, name, camera_id, since, until, class_name, per_row == 1))
     st.dataframe(pd.DataFrame(rows), hide_index=True, key="heatmap-summary")
     dwell_section(url, ids, since, until)
 
