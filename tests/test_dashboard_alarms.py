@@ -334,3 +334,66 @@ def test_a_clip_plays_in_chromium(demo: Path, served_demo) -> None:
             page.wait_for_function(f"() => location.search === '?alarm={alarm_id}'")  # a picked row: the alarm's address
         finally:
             chromium.close()
+
+
+def test_acknowledge_where_is_one_conditional_update(store_url: str) -> None:
+    """Store.acknowledge_where on both dialects: only the open alarms matching every condition; who and when kept."""
+    from sqlalchemy import select
+
+    from storage.schema import alarms, events
+    from storage.store import Store
+
+    with Store(store_url) as store:
+        run = store.start_run("gate", "rtsp://gate/s", segmenter="motion", unit="px", started_ts=1000.0)
+        with store.engine.connect() as conn:
+            camera = conn.execute(select(alarms.c.camera_id).limit(1)).scalar() or 1
+        ev, al = [], []
+        for i in range(24):
+            ev.append({"id": f"e{i}", "run_id": run, "camera_id": camera, "ts": 1000.0 + i, "frame": i, "pts": 0.0,
+                       "kind": "zone_enter", "track_id": i, "class_name": ("person", "forklift")[i % 2],
+                       "zone": ("dock", "aisle", None)[i % 3], "line": "door" if i % 3 == 2 else None,
+                       "values_json": "{}"})  # fmt: skip
+            acked = i % 4 == 0
+            al.append({"id": f"a{i}", "event_id": f"e{i}", "run_id": run, "camera_id": camera, "ts": 1000.0 + i,
+                       "rule": ("intrusion", "loitering")[i % 2 == 0 and i % 8 == 0], "severity": ("critical", "info")[i % 5 == 0],
+                       "track_id": i, "state": "acknowledged" if acked else "open", "acknowledged_by": "earlier" if acked else None,
+                       "acknowledged_ts": 5.0 if acked else None})  # fmt: skip
+        with store.engine.begin() as conn:
+            conn.execute(events.insert(), ev)
+            conn.execute(alarms.insert(), al)
+        conditions = Store.alarm_conditions([camera], 1002.0, 1020.0, severities=["critical"], zones=["dock", "door"],
+                                            classes=["person"])  # fmt: skip
+        expected = {a["id"] for a, e in zip(al, ev) if 1002 <= a["ts"] < 1020 and a["severity"] == "critical"
+                    and (e["zone"] in ("dock", "door") or e["line"] in ("dock", "door")) and e["class_name"] == "person"}  # fmt: skip
+        to_ack = {a["id"] for a in al if a["id"] in expected and a["state"] == "open"}
+        assert to_ack and expected - to_ack
+        assert store.acknowledge_where("olivia", *conditions, ts=7.0) == len(to_ack)
+        assert store.acknowledge_where("olivia", *conditions, ts=8.0) == 0  # nothing open is left: nobody re-stamped
+        with store.engine.connect() as conn:
+            after = {r.id: (r.state, r.acknowledged_by, r.acknowledged_ts) for r in conn.execute(select(alarms))}
+    before = {a["id"]: (a["state"], a["acknowledged_by"], a["acknowledged_ts"]) for a in al}
+    assert {i for i in after if after[i] != before[i]} == to_ack
+    assert all(after[i] == ("acknowledged", "olivia", 7.0) for i in to_ack)
+
+
+def test_detail_plays_the_clip_or_says_it_is_being_recorded(demo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import shutil
+
+    db = copy_store(demo, tmp_path)
+    if "clip" not in {c for (_, c, *_) in rows(db, "PRAGMA table_info(events)")}:
+        pytest.skip("event clips have not landed: the store has no events.clip (migration 0004)")
+    [(snapshot, context_image, clip)] = rows(db, "SELECT e.snapshot, e.context_snapshot, e.clip FROM alarms a "
+                                                 "JOIN events e ON e.id = a.event_id")  # fmt: skip
+    snapshots = tmp_path / "snapshots"
+    shutil.copytree(demo / "snapshots", snapshots)
+    configure(monkeypatch, tmp_path, db, snapshots)
+    at = open_app("alarms.py")
+    assert len(at.get("image")) == 2  # the crop beside the full frame
+    assert len(at.get("video")) == 1 and not any("being recorded" in i.value for i in at.info)
+    assert {b.label for b in at.get("download_button")} >= {"Clip file"}
+    assert "no full-frame context" not in texts(at) and "no snapshot" not in texts(at)
+    assert any("Track 6 in the Track explorer" in str(p.proto) for p in at.get("page_link"))
+    (snapshots / clip).unlink()  # the recorder writes the file seconds after the alarm
+    at.run()
+    assert not at.get("video") and any(f"Clip being recorded: {clip}" in i.value for i in at.info)
+    assert snapshot and context_image
