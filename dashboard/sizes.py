@@ -33,6 +33,7 @@ SHOWN_TRACKS = 300  # rows of the tracks table: the row highlighting costs ~1 ms
 VIOLATION_STYLE = "background-color: rgba(255, 75, 75, 0.25)"
 METRES = {"mm": 0.001, "cm": 0.01, "m": 1.0}  # metres per unit: the units a size may be converted between
 TARGET_BINS = 20
+SIG3 = "%.3g"  # table number format (sprintf-js): 3 significant digits, no exponent; "plain" shows 95.00000000000001
 
 
 def unit_of(measure: str, unit: str) -> str:
@@ -221,6 +222,7 @@ def histogram_chart(frame: pd.DataFrame, measure: str) -> alt.Chart:
                         axis=alt.Axis(format=NUMBER)),
                 x2="size_to:Q",
                 y=alt.Y("tracks:Q", title="tracks", scale=alt.Scale(zero=True), axis=alt.Axis(format="d", tickMinStep=1)),
+                y2=alt.datum(0),  # bars stand on zero: with x2 and no y2, Vega-Lite draws each bin as a floating dash
                 tooltip=[alt.Tooltip("range:N", title=label), alt.Tooltip("tracks:Q", title="tracks")])
         .properties(height=180)
     )  # fmt: skip
@@ -277,7 +279,7 @@ def render() -> None:
                 with column:
                     st.altair_chart(histogram_chart(frame, measure), width="stretch")
         st.dataframe(percentiles, hide_index=True, key="sizes-percentiles",
-                     column_config={f"p{p}": st.column_config.NumberColumn(format="plain") for p in PERCENTILES})  # fmt: skip
+                     column_config={f"p{p}": st.column_config.NumberColumn(format=SIG3) for p in PERCENTILES})  # fmt: skip
 
     violations = queries.size_violations(url, ids, since, until)
     st.subheader("Tracks with sizes")
@@ -288,7 +290,9 @@ def render() -> None:
                " (pixel sizes after real ones). Rows that broke a size rule are highlighted; select a row to see its"
                " snapshot.")  # fmt: skip
     table = _tracks_table(found, violations, clock)
-    styled = table.style.apply(lambda row: [VIOLATION_STYLE if row.violations else ""] * len(row), axis=1)
+    sizes = [c for c in table.columns if c.endswith(("_median", "_iqr"))]
+    styled = table.style.apply(lambda row: [VIOLATION_STYLE if row.violations else ""] * len(row), axis=1).format(
+        dict.fromkeys(sizes, _num), na_rep="—")  # a Styler shows floats with 6 decimals unless told: 29300.000000
     picked = st.dataframe(styled, hide_index=True, key="sizes-tracks", on_select="rerun", selection_mode="single-row")
     rows = picked.selection.rows if picked is not None else []
     if rows:

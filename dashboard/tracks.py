@@ -22,7 +22,7 @@ from sqlalchemy import select
 
 from analytics.records import SIZE_FIELDS
 from dashboard import queries
-from dashboard.charts import NUMBER, site_times, time_x
+from dashboard.charts import NUMBER, TIME_TEXT, significant, site_times, time_tooltip, time_x, with_time_text
 from dashboard.clock import Clock
 from dashboard.drawing import camera_background, draw_geometry, draw_path
 from dashboard.sizes import unit_of
@@ -153,7 +153,8 @@ def render() -> None:
         show_snapshot(settings, track.get("snapshot"), "track snapshot")
         sizes = {f: track[f"{f}_median"] for f in SIZE_FIELDS if track.get(f"{f}_median") is not None}
         if sizes:
-            st.dataframe(pd.DataFrame([{"measure": f, "median": v, "IQR": track[f"{f}_iqr"], "unit": unit_of(f, track["unit"])}
+            st.dataframe(pd.DataFrame([{"measure": f, "median": significant(v), "IQR": significant(track[f"{f}_iqr"]),
+                                        "unit": unit_of(f, track["unit"])}
                                        for f, v in sizes.items()]), hide_index=True, key="tracks-sizes")  # fmt: skip
 
     st.subheader("Size over time")
@@ -163,14 +164,15 @@ def render() -> None:
         st.caption(f"No {measure} measured for this track.")
     else:
         unit = unit_of(measure, measured.unit.iloc[0])
-        shown = clock.localize(measured.assign(clean=measured.clean.map({True: "clean", False: "touching"}).fillna("?")))
+        shown = clock.localize(with_time_text(measured, clock).assign(
+            clean=measured.clean.map({True: "clean", False: "touching"}).fillna("?")))  # fmt: skip
         span = float(measured.ts.max() - measured.ts.min())
         chart = (
-            alt.Chart(shown[["time", measure, "clean"]])
+            alt.Chart(shown[["time", TIME_TEXT, measure, "clean"]])
             .mark_line(point=True)
             .encode(x=time_x(clock, span), y=alt.Y(f"{measure}:Q", title=f"{measure} ({unit})", axis=alt.Axis(format=NUMBER)),
                     color=alt.Color("clean:N", title="measurement"),
-                    tooltip=[clock.tooltip(), alt.Tooltip(f"{measure}:Q", title=f"{measure} ({unit})", format=NUMBER),
+                    tooltip=[time_tooltip(clock), alt.Tooltip(f"{measure}:Q", title=f"{measure} ({unit})", format=NUMBER),
                              alt.Tooltip("clean:N", title="measurement")])
         )  # fmt: skip
         st.altair_chart(chart, width="stretch")

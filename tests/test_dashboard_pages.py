@@ -107,10 +107,16 @@ def titles(spec: object) -> list[str]:
 
 
 def time_encodings(spec: dict) -> list[dict]:
-    """The temporal x encodings and tooltips of a spec."""
+    """The temporal encodings of a spec (axes and tooltips)."""
     encoding = spec.get("encoding", {})
     tips = encoding.get("tooltip", [])
-    return [e for e in [encoding.get("x", {}), *(tips if isinstance(tips, list) else [tips])] if e.get("type") == "temporal"]
+    return [e for e in [*encoding.values(), *(tips if isinstance(tips, list) else [])] if isinstance(e, dict)
+            and e.get("type") == "temporal"]  # fmt: skip
+
+
+def time_tooltips(spec: dict) -> list[dict]:
+    tips = spec.get("encoding", {}).get("tooltip", [])
+    return [t for t in (tips if isinstance(tips, list) else [tips]) if t.get("title", "").startswith("time")]
 
 
 def berlin_wall(ts: float) -> pd.Timestamp:
@@ -131,15 +137,22 @@ def test_no_chart_or_table_says_utc_when_the_site_is_in_berlin(berlin: Path, pag
     assert not at.exception and not at.error
     found = charts(at)
     assert found
-    for spec, _ in found:
+    for spec, data in found:
         assert not [t for t in titles(spec) if "UTC" in t], titles(spec)
-        for encoding in time_encodings(spec):
-            assert encoding["title"].endswith(f"({BERLIN})") and encoding.get("scale", {}).get("type") in (None, "utc")
-            assert encoding.get("formatType") == "utc" or encoding.get("axis", {}).get("formatType") == "utc"
-            fmt = encoding.get("axis", {}).get("format") or encoding.get("format")
-            assert "%H" in fmt and "%I" not in fmt and "%p" not in fmt and "%L" not in fmt  # 24 h, no .500 ticks
+        for encoding in time_encodings(spec):  # the x axis only: tooltips get text (see dashboard.charts)
+            assert encoding is spec["encoding"]["x"] and encoding["title"].endswith(f"({BERLIN})")
+            assert encoding["scale"]["type"] == "utc"
+            axis = encoding["axis"]
+            # Streamlit ignores a format given with formatType utc and shows a 12-hour clock: labels by utcFormat
+            assert "formatType" not in axis and axis["labelExpr"].startswith("utcFormat(datum.value, '%H:%M")
+            assert "%I" not in axis["labelExpr"] and "%L" not in axis["labelExpr"]  # 24 h, no .500 ticks
+        for tip in time_tooltips(spec):
+            assert tip["type"] == "nominal" and tip["title"] == f"time ({BERLIN})"
+            shown = data[tip["field"]]
+            expected = [f"{t:%Y-%m-%d %H:%M:%S}" for t in data.time]  # the chart's wall clock, as text
+            assert list(shown) == expected
     if page != "sizes.py":
-        assert any(time_encodings(spec) for spec, _ in found)
+        assert any(time_encodings(spec) for spec, _ in found) and any(time_tooltips(spec) for spec, _ in found)
     assert "UTC" not in texts(at)
 
 
@@ -155,7 +168,8 @@ def test_counts_chart_times_are_berlin_wall_clock(berlin: Path) -> None:
 def test_track_explorer_times_are_berlin_and_ticks_are_whole_seconds(berlin: Path) -> None:
     at = open_app("tracks.py")
     spec, _ = charts(at)[0]
-    assert spec["encoding"]["x"]["axis"]["tickMinStep"] >= 1000 and spec["encoding"]["x"]["axis"]["format"] == "%H:%M:%S"
+    axis = spec["encoding"]["x"]["axis"]
+    assert axis["tickMinStep"] >= 1000 and axis["labelExpr"] == "utcFormat(datum.value, '%H:%M:%S')"
     events = next(d.value for d in at.dataframe if "kind" in d.value.columns)
     assert f"time ({BERLIN})" in events.columns
     track = int(select(at, "Track").value)
@@ -217,6 +231,7 @@ def test_size_histograms_are_contiguous_bars_one_unit_per_chart(berlin: Path) ->
     assert len(found) == len(per_class)  # bottle and person: each in one unit, not one chart per unit
     for spec, data in found:
         assert spec["mark"]["type"] == "bar" and spec["encoding"]["x2"]["field"] == "size_to"
+        assert spec["encoding"]["y2"] == {"datum": 0}  # bars from zero, not floating dashes at their height
         [unit] = set(data.unit)
         assert unit == "mm" and spec["encoding"]["x"]["title"] == "median length (mm)"
         assert spec["encoding"]["x"]["axis"]["format"] == ",.3~r"  # 3 significant digits, not 1.000000
