@@ -80,8 +80,9 @@ def camera_heatmap(settings: Settings, url: str, name: str, camera_id: int, sinc
         y, x = np.unravel_index(int(counts.argmax()), counts.shape)
         st.image(legend(peak), caption="observations per cell (log scale)", width=320)
         if occupancy.step > 1:
-            st.caption(f"{occupancy.total:,} observations in the window: every {occupancy.step}th counted, "
-                       f"cell counts are that times {occupancy.step} (estimates).")  # fmt: skip
+            st.caption(f"{occupancy.total:,} observations in the window: a sample of one in {occupancy.step} "
+                       f"(blocks of {hq.SAMPLE_BLOCK} consecutive ones) is counted and cell counts are scaled "
+                       f"by {occupancy.step} (estimates).")  # fmt: skip
         busiest = f"x {x * width / cols:.0f}–{(x + 1) * width / cols:.0f} px, y {y * height / rows:.0f}–{(y + 1) * height / rows:.0f} px"
     else:
         st.caption("No observations of this camera in the window.")

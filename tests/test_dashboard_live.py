@@ -340,7 +340,7 @@ def test_occupancy_of_a_long_window_is_sampled_and_scaled(store: Path, demo: Pat
     (total,), = rows(store, "SELECT COUNT(*) FROM observations")
     exact = occupancy_grid(url, 1, 0.0, 4e9, size)
     assert (exact.total, exact.step, int(exact.counts.sum())) == (total, 1, total)
-    sampled = occupancy_grid(url, 1, 0.0, 4e9, size, max_rows=total // 3)
-    assert sampled.total == total and sampled.step == 4
-    (picked,), = rows(store, "SELECT COUNT(*) FROM observations WHERE id % 4 = 0")
-    assert int(sampled.counts.sum()) == picked * 4 and abs(picked * 4 - total) <= 4
+    sampled = occupancy_grid(url, 1, 0.0, 4e9, size, max_rows=total // 3, block=8)
+    assert sampled.total == total and sampled.step == 4  # every 4th block of 8 consecutive ids
+    (picked,), = rows(store, "SELECT COUNT(*) FROM observations WHERE (id / 8) % 4 = 0")
+    assert int(sampled.counts.sum()) == picked * 4 and abs(picked * 4 - total) <= 32
