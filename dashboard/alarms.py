@@ -180,7 +180,7 @@ def alarm_chart(settings: Settings, f: AlarmFilter) -> None:
     order = [s for s in SEVERITIES if s in set(series.severity)] + sorted(set(series.severity) - set(SEVERITIES))
     colors = [SEVERITY_COLORS.get(s, "gray") for s in order]
     chart = (
-        alt.Chart(clock.localize(series), title=f"Alarms per {_span(bucket)}")
+        alt.Chart(clock.chart_frame(series), title=f"Alarms per {_span(bucket)}")
         .mark_bar()
         .encode(
             x=clock.x(f.until - f.since),

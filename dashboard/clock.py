@@ -15,6 +15,7 @@ import altair as alt
 import pandas as pd
 
 DATE_TIME = "%Y-%m-%d %H:%M:%S"
+TIME_TEXT = "time_text"  # chart_frame's column of site times as text, for tooltips
 
 
 def server_zone() -> dt.tzinfo:
@@ -51,22 +52,34 @@ class Clock:
         """UTC datetimes as site wall clock, labelled UTC, for a chart's UTC scale (see the module docstring)."""
         return times.dt.tz_convert(self.tz).dt.tz_localize(None).dt.tz_localize("UTC")
 
-    def localize(self, frame: pd.DataFrame, column: str = "time") -> pd.DataFrame:
-        """``frame`` with ``column`` (UTC datetimes) turned into site wall clock for a chart."""
-        return frame.assign(**{column: self.local(frame[column])}) if column in frame else frame
+    def chart_frame(self, frame: pd.DataFrame, column: str = "time") -> pd.DataFrame:
+        """``frame`` ready for :meth:`x` and :meth:`tooltip`: ``column`` (UTC datetimes) as site wall clock on a
+        UTC scale, and :data:`TIME_TEXT` the same times as text."""
+        if column not in frame:
+            return frame
+        text = [self.fmt(t.timestamp()) if pd.notna(t) else "—" for t in frame[column]]
+        return frame.assign(**{column: self.local(frame[column]), TIME_TEXT: text})
 
     def time_format(self, span_s: float) -> str:
         """Axis label format for a window of ``span_s`` seconds: seconds when short, the date when long."""
         return "%H:%M:%S" if span_s <= 600 else "%H:%M" if span_s <= 86400 else "%d %b %H:%M"
 
     def x(self, span_s: float, field: str = "time", title: str = "time") -> alt.X:
-        """A time axis in site time, titled with the zone."""
+        """A time axis in site time, titled with the zone, on a 24-hour clock.
+
+        Labels come from a ``utcFormat`` expression: the chart frontend ignores an
+        axis ``format`` given with ``formatType: "utc"`` and falls back to 12-hour
+        labels without AM/PM. Ticks are at least a second apart, so a short window
+        never gets ticks that all read the same second.
+        """
+        label = f"utcFormat(datum.value, '{self.time_format(span_s)}')"
         return alt.X(
             f"{field}:T",
             title=f"{title} ({self.label})",
             scale=alt.Scale(type="utc"),
-            axis=alt.Axis(format=self.time_format(span_s), formatType="utc", labelOverlap=True),
+            axis=alt.Axis(labelExpr=label, tickMinStep=1000, labelOverlap=True),
         )
 
-    def tooltip(self, field: str = "time", title: str = "time") -> alt.Tooltip:
-        return alt.Tooltip(f"{field}:T", title=f"{title} ({self.label})", format=DATE_TIME, formatType="utc")
+    def tooltip(self, title: str = "time") -> alt.Tooltip:
+        """The site time of a point (from :meth:`chart_frame`'s text: a formatted time would be the browser's)."""
+        return alt.Tooltip(f"{TIME_TEXT}:N", title=f"{title} ({self.label})")

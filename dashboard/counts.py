@@ -27,7 +27,7 @@ import streamlit as st
 from sqlalchemy import select
 
 from dashboard import queries
-from dashboard.charts import NUMBER, time_tooltip, time_x, with_time_text
+from dashboard.charts import NUMBER
 from dashboard.clock import Clock
 from dashboard.widgets import bucket_for, context, pick_cameras, pick_window
 from storage.export import export_table
@@ -100,13 +100,13 @@ def with_gaps(frame: pd.DataFrame, value: str, ran: np.ndarray, bucket_s: float,
 
 
 def _chart(frame: pd.DataFrame, value: str, legend: str, title: str, axis: str, clock: Clock, span_s: float) -> alt.Chart:
-    shown = clock.localize(with_time_text(frame, clock))
+    shown = clock.chart_frame(frame)
     return (
         alt.Chart(shown, title=title)
         .mark_line(point=len(frame) < 60, interpolate="step-after")
-        .encode(x=time_x(clock, span_s), y=alt.Y(f"{value}:Q", title=axis, axis=alt.Axis(format=NUMBER)),
+        .encode(x=clock.x(span_s), y=alt.Y(f"{value}:Q", title=axis, axis=alt.Axis(format=NUMBER)),
                 color=alt.Color(f"{SERIES}:N", title=legend),
-                tooltip=[time_tooltip(clock), alt.Tooltip(f"{SERIES}:N", title=legend),
+                tooltip=[clock.tooltip(), alt.Tooltip(f"{SERIES}:N", title=legend),
                          alt.Tooltip(f"{value}:Q", title=axis, format=NUMBER)])  # fmt: skip
     )
 

@@ -22,8 +22,8 @@ from sqlalchemy import select
 
 from analytics.records import SIZE_FIELDS
 from dashboard import queries
-from dashboard.charts import NUMBER, TIME_TEXT, significant, site_times, time_tooltip, time_x, with_time_text
-from dashboard.clock import Clock
+from dashboard.charts import NUMBER, significant, site_times
+from dashboard.clock import TIME_TEXT, Clock
 from dashboard.drawing import camera_background, draw_geometry, draw_path
 from dashboard.sizes import unit_of
 from dashboard.widgets import context, fmt_ts, pick_cameras, show_snapshot
@@ -164,15 +164,15 @@ def render() -> None:
         st.caption(f"No {measure} measured for this track.")
     else:
         unit = unit_of(measure, measured.unit.iloc[0])
-        shown = clock.localize(with_time_text(measured, clock).assign(
+        shown = clock.chart_frame(measured.assign(
             clean=measured.clean.map({True: "clean", False: "touching"}).fillna("?")))  # fmt: skip
         span = float(measured.ts.max() - measured.ts.min())
         chart = (
             alt.Chart(shown[["time", TIME_TEXT, measure, "clean"]])
             .mark_line(point=True)
-            .encode(x=time_x(clock, span), y=alt.Y(f"{measure}:Q", title=f"{measure} ({unit})", axis=alt.Axis(format=NUMBER)),
+            .encode(x=clock.x(span), y=alt.Y(f"{measure}:Q", title=f"{measure} ({unit})", axis=alt.Axis(format=NUMBER)),
                     color=alt.Color("clean:N", title="measurement"),
-                    tooltip=[time_tooltip(clock), alt.Tooltip(f"{measure}:Q", title=f"{measure} ({unit})", format=NUMBER),
+                    tooltip=[clock.tooltip(), alt.Tooltip(f"{measure}:Q", title=f"{measure} ({unit})", format=NUMBER),
                              alt.Tooltip("clean:N", title="measurement")])
         )  # fmt: skip
         st.altair_chart(chart, width="stretch")
