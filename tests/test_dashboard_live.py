@@ -344,3 +344,32 @@ def test_occupancy_of_a_long_window_is_sampled_and_scaled(store: Path, demo: Pat
     assert sampled.total == total and sampled.step == 4  # every 4th block of 8 consecutive ids
     (picked,), = rows(store, "SELECT COUNT(*) FROM observations WHERE (id / 8) % 4 = 0")
     assert int(sampled.counts.sum()) == picked * 4 and abs(picked * 4 - total) <= 32
+
+
+@pytest.mark.parametrize("store_url", ["postgresql"], indirect=True)
+def test_heatmap_queries_agree_on_postgresql(store_url: str, demo: Path) -> None:
+    """The dialect-dependent SQL (cell index by floor or CAST, integer division of ids) gives SQLite's numbers."""
+    from sqlalchemy import create_engine
+
+    from dashboard.heatmap_queries import dwell_histogram, dwell_summary, occupancy_grid
+    from storage.engine import open_engine
+    from storage.schema import cameras, counts, events, observations, runs, tracks
+
+    sqlite_url = f"sqlite:///{demo / 'maskwatch.db'}"
+    source, target = create_engine(sqlite_url), open_engine(store_url)
+    try:
+        with source.connect() as read, target.begin() as write:
+            for table in (cameras, runs, tracks, observations, events, counts):  # parents first
+                found = [dict(r._mapping) for r in read.execute(table.select())]
+                if found:
+                    write.execute(table.insert(), found)
+    finally:
+        source.dispose()
+        target.dispose()
+    size, window = video_size(demo / "scene.mp4"), (0.0, 4e9)
+    for kwargs in ({}, {"max_rows": 40, "block": 8}):
+        lite, pg = occupancy_grid(sqlite_url, 1, *window, size, **kwargs), occupancy_grid(store_url, 1, *window, size, **kwargs)
+        assert (pg.total, pg.step) == (lite.total, lite.step) and (pg.counts == lite.counts).all()
+    assert occupancy_grid(store_url, 1, *window, size, "person").total == occupancy_grid(sqlite_url, 1, *window, size, "person").total
+    pd.testing.assert_frame_equal(dwell_summary(store_url, (1,), *window), dwell_summary(sqlite_url, (1,), *window))
+    pd.testing.assert_frame_equal(dwell_histogram(store_url, (1,), *window, 0.5), dwell_histogram(sqlite_url, (1,), *window, 0.5))
