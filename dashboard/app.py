@@ -15,15 +15,16 @@ import logging
 import re
 import sqlite3
 import sys
+import traceback
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import streamlit as st
 
-from common import redact_url
+from common import InputError, redact_url
 from dashboard import auth
-from dashboard.settings import SettingsError, load_settings
+from dashboard.settings import SettingsError, User, load_settings
 from dashboard.widgets import set_context
 
 PAGES = (  # file, title, icon, address (url_path); the first is the default page
@@ -36,6 +37,7 @@ PAGES = (  # file, title, icon, address (url_path); the first is the default pag
     ("heatmap.py", "Heatmap", ":material/local_fire_department:", "heatmap"),
 )
 
+SESSION_RECHECK_S = 60.0  # how often an open page checks its session again by itself
 log = logging.getLogger("dashboard")
 _PATH = re.compile(r"""(?:[A-Za-z]:)?(?:[/\\][^\s/\\'"():]+){2,}[/\\]?""")  # an absolute path of two parts or more
 
@@ -56,13 +58,23 @@ def store_problem(exc: BaseException) -> str | None:
             break
         if isinstance(seen, ArgumentError | NoSuchModuleError):
             return "not a database URL (store.url)"
-        if isinstance(seen, SQLAlchemyError | sqlite3.Error | CommandError):
+        if isinstance(seen, SQLAlchemyError | sqlite3.Error | CommandError) or _from_storage(seen):
             detail = str(seen.orig if isinstance(seen, DBAPIError) and seen.orig is not None else seen)
             line = next((part.strip() for part in detail.splitlines() if part.strip()), type(seen).__name__)
             line = _PATH.sub("…", redact_url(line))
             return line if len(line) <= 160 else line[:157] + "..."
         seen = seen.__cause__ or seen.__context__
     return None
+
+
+def _from_storage(exc: BaseException) -> bool:
+    """An InputError the store package raised about the store itself (a schema newer than this maskwatch, say)."""
+    import storage
+
+    if not isinstance(exc, InputError):
+        return False
+    package = Path(storage.__file__).resolve().parent
+    return any(Path(frame.filename).resolve().is_relative_to(package) for frame in traceback.extract_tb(exc.__traceback__))
 
 
 @contextmanager
@@ -80,6 +92,26 @@ def store_errors_shown() -> Iterator[None]:
             raise
         log.error("the store cannot be read: %s", reason, exc_info=True)
         st.error(f"The store cannot be read: {reason}", icon=":material/database:")
+
+
+def watch_session(user: User, seconds_left: float | None) -> None:
+    """Check the session again every minute (and when it ends) without a click, as a wall display needs.
+
+    Pages that re-run only a fragment never pass through :func:`main`, so an expired session, a removed user or a
+    changed role would otherwise go unnoticed until someone clicks.
+    """
+    every = max(1.0, min(SESSION_RECHECK_S, (seconds_left or 0) + 0.5))
+
+    @st.fragment(run_every=every)
+    def recheck() -> None:
+        try:
+            settings = load_settings(_argv())
+        except SettingsError:
+            st.rerun()  # the full run shows the problem
+        if auth.current_user(settings) != user:
+            st.rerun()
+
+    recheck()
 
 
 def main() -> None:
@@ -103,6 +135,7 @@ def main() -> None:
         st.caption(f"{user.name} · {user.role}")
         if settings.auth_required:
             st.button("Log out", on_click=auth.logout)
+            watch_session(user, auth.seconds_left(settings))
         auth.sync_cookie(settings)
     pages = [st.Page(file, title=title, icon=icon, url_path=path, default=i == 0)
              for i, (file, title, icon, path) in enumerate(PAGES)]  # fmt: skip

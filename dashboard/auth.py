@@ -61,6 +61,13 @@ def current_user(settings: Settings) -> User | None:
     return user
 
 
+def seconds_left(settings: Settings) -> float | None:
+    """How long this tab's session has left; None without one."""
+    token = st.session_state.get(TOKEN_KEY)
+    claims = read_session(token, session_key(), settings.password_hashes) if token else None
+    return claims.expires - time.time() if claims else None
+
+
 def session_user(settings: Settings, token: str) -> User | None:
     """The user a session token stands for, if it is still good under ``settings``."""
     claims = read_session(token, session_key(), settings.password_hashes)

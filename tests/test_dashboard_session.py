@@ -11,6 +11,7 @@ own command line sets the chrome.
 from __future__ import annotations
 
 import os
+import sqlite3
 import subprocess
 import sys
 import time
@@ -25,11 +26,13 @@ from streamlit.testing.v1 import AppTest
 from test_cli import assert_one_line_error, maskwatch, write_site
 from test_dashboard import PASSWORDS, REPO, configure, copy_store, demo, hashes, open_app, texts, with_users  # noqa: F401
 
+from common import InputError
 from dashboard import auth
 from dashboard.app import PAGES, store_problem
 from dashboard.links import page_link
 from dashboard.passwords import SESSION_KEY_ENV, read_session, session_key, sign_session
 from dashboard.settings import SettingsError, load_settings
+from storage.migrations import head
 from tests.test_serve import free_port
 
 CHROMIUM = "/usr/bin/chromium"
@@ -107,7 +110,9 @@ def test_login_sets_a_cookie_that_opens_later_pages_until_logout(users: dict, mo
                                                                   hashes: dict[str, str]) -> None:  # noqa: F811  # fmt: skip
     browser_cookie(monkeypatch, None)
     at = open_app(login="olivia")
-    [script] = cookie_scripts(at)  # once, right after the login
+    scripts = cookie_scripts(at)
+    assert len(scripts) == 1, (texts(at), [e.value for e in at.exception], [e.proto.body[:80] for e in at.get("html")])
+    [script] = scripts  # once, right after the login
     at.switch_page("counts.py").run()
     assert [t.value for t in at.title] == ["Counts"] and not cookie_scripts(at)
     token = script.split("maskwatch_session=")[1].split(";")[0]
@@ -118,9 +123,11 @@ def test_login_sets_a_cookie_that_opens_later_pages_until_logout(users: dict, mo
     fresh = open_app("alarms.py")
     assert [t.value for t in fresh.title] == ["Alarms"] and "olivia · operator" in fresh.sidebar.caption[0].value
 
-    fresh.sidebar.button[0].click().run()  # log out
+    next(b for b in fresh.sidebar.button if b.label == "Log out").click().run()
     assert fresh.text_input(key="login_password") and [t.value for t in fresh.title] == ["maskwatch"]
-    [cleared] = cookie_scripts(fresh)
+    scripts = cookie_scripts(fresh)
+    assert len(scripts) == 1, (texts(fresh), [e.value for e in fresh.exception])
+    [cleared] = scripts
     assert "maskwatch_session=;" in cleared and "Max-Age=0" in cleared
     fresh.run()
     assert fresh.text_input(key="login_password")  # the cookie the page was opened with counts no more
@@ -221,13 +228,25 @@ def test_a_fragment_can_show_store_failures_the_same_way() -> None:
 
 
 def test_only_store_failures_become_a_line() -> None:
-    import sqlite3
-
     from sqlalchemy.exc import OperationalError
 
     error = OperationalError("SELECT 1", {}, sqlite3.OperationalError("unable to open database file /srv/a/b.db"))
     assert store_problem(error) == "unable to open database file …"
     assert store_problem(KeyError("a bug")) is None and store_problem(ValueError("another")) is None
+    assert store_problem(InputError("bad input elsewhere")) is None
+
+
+
+def test_a_store_from_a_newer_maskwatch_is_one_plain_line_too(demo: Path, tmp_path: Path,  # noqa: F811
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+    db = copy_store(demo, tmp_path)
+    with sqlite3.connect(db) as conn:
+        conn.execute("UPDATE alembic_version SET version_num = '9999'")
+    configure(monkeypatch, tmp_path, db, demo / "snapshots")
+    at = open_app("counts.py")
+    assert [e.value for e in at.error] == [
+        "The store cannot be read: the store's schema is at revision '9999', newer than this maskwatch knows "
+        f"('{head()}'): upgrade maskwatch to open it"], [e.value for e in at.error]
 
 
 # -- the command line ---------------------------------------------------------------------------------------------
@@ -357,5 +376,35 @@ def test_reloads_tabs_and_restarts_keep_the_session_and_the_page(demo: Path, tmp
                 assert not [c for c in context.cookies() if c["name"] == auth.COOKIE]
                 page.reload()
                 assert not signed_in(page)
+        finally:
+            browser.close()
+
+
+def test_a_wall_display_is_signed_out_when_its_session_ends(demo: Path, tmp_path: Path) -> None:  # noqa: F811
+    """No clicks on a wall display: the page checks its session by itself and shows the login once it has expired."""
+    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (pip install -e '.[test]')")
+    if not Path(CHROMIUM).is_file():
+        pytest.skip(f"no Chromium at {CHROMIUM} (Debian's chromium package; .ci/services.sh installs it)")
+    site = tmp_path / "site.yaml"
+    site.write_text(yaml.safe_dump({
+        "store": {"url": f"sqlite:///{copy_store(demo, tmp_path)}", "snapshot_dir": str(demo / "snapshots")},
+        "dashboard": {"auth": {"session_hours": 0.004, "users": {  # 14.4 s
+            "olivia": {"role": "operator", "password_hash": auth.hash_password(PASSWORDS["olivia"])}}}},
+    }))  # fmt: skip
+    with sync_api.sync_playwright() as playwright, dashboard_server(site, tmp_path, {}) as url:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 900})
+            page.set_default_timeout(30_000)
+            page.goto(f"{url}/counts")
+            page.get_by_label("Username").fill("olivia")
+            page.get_by_label("Password", exact=True).fill(PASSWORDS["olivia"])
+            page.get_by_role("button", name="Log in").click()
+            page.get_by_role("heading", name="Counts", exact=True).wait_for()
+            started = time.monotonic()
+            page.get_by_role("button", name="Log in").wait_for(timeout=40_000)
+            assert time.monotonic() - started > 5 and page.url.startswith(f"{url}/counts")
+            page.wait_for_timeout(500)
+            assert not [c for c in page.context.cookies() if c["name"] == auth.COOKIE]
         finally:
             browser.close()
