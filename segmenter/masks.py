@@ -158,7 +158,8 @@ class CropMask:
 
     def box(self) -> np.ndarray:
         """Tight xyxy box of the mask pixels (float32, exclusive right/bottom)."""
-        return np.array([self.x0, self.y0, self.x1, self.y1], dtype=np.float32)
+        height, width = self.crop.shape
+        return np.array((self.x0, self.y0, self.x0 + width, self.y0 + height), dtype=np.float32)
 
     def centroid(self) -> tuple[float, float]:
         """Mean pixel position, computed once (zones, lines, speeds and writers all ask for it)."""
@@ -402,17 +403,17 @@ def mask_iou_matrix(masks_a: list[CropMask], masks_b: list[CropMask], *, min_iou
     wa, wb = _windows(masks_a), _windows(masks_b)
     overlap_x = (wa[:, None, 0] < wb[None, :, 2]) & (wb[None, :, 0] < wa[:, None, 2])
     rows, cols = np.nonzero(overlap_x & (wa[:, None, 1] < wb[None, :, 3]) & (wb[None, :, 1] < wa[:, None, 3]))
-    ax0, ay0, ax1, ay1, area_a = wa[rows].T
-    bx0, by0, bx1, by1, area_b = wb[cols].T
-    x0, y0, x1, y1 = np.maximum(ax0, bx0), np.maximum(ay0, by0), np.minimum(ax1, bx1), np.minimum(ay1, by1)
-    inter = np.minimum(np.minimum(area_a, area_b), (x1 - x0) * (y1 - y0))
-    union = area_a + area_b - inter
-    # divided as the exact IoU is divided: rounding is monotone, so no pair reaching min_iou is dropped
-    bound = np.divide(inter, union, out=np.zeros(inter.shape), where=union > 0)
-    keep = np.flatnonzero((x1 > x0) & (y1 > y0) & (bound >= min_iou))
+    a, b = wa[rows], wb[cols]
+    window = np.hstack([np.maximum(a[:, :2], b[:, :2]), np.minimum(a[:, 2:4], b[:, 2:4])])  # of each pair's overlap
+    size = window[:, 2:] - window[:, :2]
+    inter = np.minimum(np.minimum(a[:, 4], b[:, 4]), size[:, 0] * size[:, 1])
+    union = a[:, 4] + b[:, 4] - inter
+    # an upper bound of 0 leaves the exact IoU 0; else union > 0, divided as the exact IoU is divided (rounding is
+    # monotone, so no pair reaching min_iou is dropped)
+    keep = np.flatnonzero((inter > 0) & (inter / np.maximum(union, 1) >= min_iou))
     if not keep.size:
         return out
-    corners = (y0 - ay0, y1 - ay0, x0 - ax0, x1 - ax0, y0 - by0, y1 - by0, x0 - bx0, x1 - bx0)
+    corners = np.hstack([rows[:, None], cols[:, None], window - a[:, _XYXY], window - b[:, _XYXY]])
     inter = np.array(
         [
             cv2.countNonZero(
@@ -420,13 +421,15 @@ def mask_iou_matrix(masks_a: list[CropMask], masks_b: list[CropMask], *, min_iou
                     masks_a[i].crop[ta:da, la:ra].view(np.uint8), masks_b[j].crop[tb:db, lb:rb].view(np.uint8)
                 )
             )
-            for i, j, ta, da, la, ra, tb, db, lb, rb in zip(*(v[keep].tolist() for v in (rows, cols, *corners)))
+            for i, j, la, ta, ra, da, lb, tb, rb, db in corners[keep].tolist()
         ],
         dtype=np.int64,
     )
-    union = area_a[keep] + area_b[keep] - inter
-    out[rows[keep], cols[keep]] = np.divide(inter, union, out=np.zeros(inter.shape), where=union > 0)
+    out[rows[keep], cols[keep]] = inter / (a[keep, 4] + b[keep, 4] - inter)  # both areas > 0: so is the union
     return out
+
+
+_XYXY = [0, 1, 0, 1]  # a window's corner columns: (x0, y0) twice
 
 
 def _windows(masks: Sequence[CropMask]) -> np.ndarray:

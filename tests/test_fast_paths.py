@@ -7,7 +7,7 @@ import pytest
 
 from segmenter.masks import CropMask, mask_iou_matrix
 from tracker.association import assign
-from tracker.tracker import _touch
+from tracker.tracker import _carried, _touch
 
 
 def random_crops(rng, n, h=70, w=90):
@@ -78,3 +78,27 @@ def test_touch_equals_a_full_frame_dilation():
         assert _touch(a, b) == expected == _touch(b, a)
         touching += expected
     assert 5 < touching < 55
+
+
+def carried_one(mask, box):
+    """``_carried`` as it was, one mask at a time in Python."""
+    x0, y0, x1, y1 = box
+    height, width = mask.crop.shape
+    if abs(x1 - x0 - width) <= max(1.0, 0.03 * width) and abs(y1 - y0 - height) <= max(1.0, 0.03 * height):
+        return CropMask(mask.crop, round((x0 + x1 - width) / 2), round((y0 + y1 - height) / 2))
+    return mask.moved(round(x0), round(y0), round(x1 - x0), round(y1 - y0))
+
+
+def test_carried_on_all_tracks_at_once_equals_one_at_a_time():
+    rng = np.random.default_rng(3)
+    masks = [m for m in random_crops(rng, 200) if m.crop.size]
+    sizes = np.array([m.crop.shape[::-1] for m in masks], float)
+    centres = rng.uniform(-20, 200, (len(masks), 2)).round(1) + rng.choice([0.0, 0.5], (len(masks), 2))  # ties too
+    scales = rng.choice([1.0, 1.02, 0.9, 1.5], (len(masks), 1)) + rng.choice([0.0, 0.5], (len(masks), 2)) / sizes
+    boxes = np.hstack([centres - sizes * scales / 2, centres + sizes * scales / 2])
+    got = _carried(masks, boxes)
+    for mask, box, carried in zip(masks, boxes, got):
+        expected = carried_one(mask, box.tolist())
+        assert (carried.x0, carried.y0, carried.area) == (expected.x0, expected.y0, expected.area)
+        assert np.array_equal(carried.crop, expected.crop)
+    assert _carried([], np.zeros((0, 4))) == []

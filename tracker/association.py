@@ -21,28 +21,29 @@ Similarity = Callable[[Sequence[CropMask], Sequence[CropMask], float], np.ndarra
 def assign(similarity: np.ndarray, min_similarity: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Optimal one-to-one matching maximising similarity, ignoring pairs below ``min_similarity``.
 
-    Returns ``(matches (K, 2) [row, col], unmatched_rows, unmatched_cols)``. When no row
-    and no column has two pairs that can match, the optimum is all of those pairs and
-    the solver is not called (most frames: tracks apart from each other).
+    Returns ``(matches (K, 2) [row, col], unmatched_rows, unmatched_cols)``. A pair that
+    shares neither its row nor its column with another pair that can match is in every
+    optimum; the solver only sees the rows and columns of pairs that compete (most frames
+    have few: tracks are mostly apart from each other).
     """
     rows, cols = similarity.shape
     if rows == 0 or cols == 0:
         return np.zeros((0, 2), dtype=np.intp), np.arange(rows), np.arange(cols)
-    matched_rows, matched_cols = np.nonzero(similarity >= min_similarity)
-    if _repeats(matched_rows) or _repeats(matched_cols):
-        cost = 1.0 - similarity
-        _, row_to_col, _ = lap.lapjv(cost, extend_cost=True, cost_limit=1.0 - min_similarity + 1e-9)
-        matched_rows = np.flatnonzero(row_to_col >= 0)
-        matched_cols = row_to_col[matched_rows]
-        keep = similarity[matched_rows, matched_cols] >= min_similarity
-        matched_rows, matched_cols = matched_rows[keep], matched_cols[keep]
-    matches = np.stack([matched_rows, matched_cols], axis=1).astype(np.intp)
-    free_rows, free_cols = np.ones(rows, bool), np.ones(cols, bool)
-    free_rows[matches[:, 0]] = False
-    free_cols[matches[:, 1]] = False
-    return matches, np.flatnonzero(free_rows), np.flatnonzero(free_cols)
-
-
-def _repeats(indices: np.ndarray) -> bool:
-    """Whether any index occurs twice."""
-    return indices.size > 1 and bool(np.bincount(indices).max() > 1)
+    pair_rows, pair_cols = np.nonzero(similarity >= min_similarity)
+    per_row, per_col = np.bincount(pair_rows, minlength=rows), np.bincount(pair_cols, minlength=cols)
+    if per_row.max() <= 1 and per_col.max() <= 1:
+        return np.stack([pair_rows, pair_cols], axis=1), np.flatnonzero(per_row == 0), np.flatnonzero(per_col == 0)
+    alone = (per_row[pair_rows] == 1) & (per_col[pair_cols] == 1)
+    matched = np.full(rows, -1, dtype=np.intp)  # each row's column, -1 when unmatched
+    matched[pair_rows[alone]] = pair_cols[alone]
+    sub_rows, sub_cols = np.unique(pair_rows[~alone]), np.unique(pair_cols[~alone])
+    sub = similarity[np.ix_(sub_rows, sub_cols)]
+    _, row_to_col, _ = lap.lapjv(1.0 - sub, extend_cost=True, cost_limit=1.0 - min_similarity + 1e-9)
+    solved = np.flatnonzero(row_to_col >= 0)
+    keep = solved[sub[solved, row_to_col[solved]] >= min_similarity]
+    matched[sub_rows[keep]] = sub_cols[row_to_col[keep]]
+    matched_rows = np.flatnonzero(matched >= 0)
+    free_cols = np.ones(cols, bool)
+    free_cols[matched[matched_rows]] = False
+    matches = np.stack([matched_rows, matched[matched_rows]], axis=1)
+    return matches, np.flatnonzero(matched < 0), np.flatnonzero(free_cols)

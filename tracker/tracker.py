@@ -152,8 +152,8 @@ class MaskTracker:
         if self._camera is not None and image is not None:
             self._follow_camera(image, detections)
         self._kalman.predict(dt)
-        for track, box in zip(self._tracks, self._kalman.boxes().tolist()):
-            track.predicted = _carried(track.mask, box)
+        for track, predicted in zip(self._tracks, _carried([t.mask for t in self._tracks], self._kalman.boxes())):
+            track.predicted = predicted
         features = self._features(detections, image)
 
         high = np.flatnonzero(detections.scores >= cfg.high_score)
@@ -229,7 +229,7 @@ class MaskTracker:
         Pairs below ``min_similarity`` (mask IoU by default) never match; among the
         others, appearance takes ``appearance_weight`` of the score.
         """
-        det_masks = [detections.masks[i] for i in det_idx]
+        det_masks = [detections.masks[i] for i in det_idx.tolist()]
         if not tracks or not det_masks:
             return [], list(tracks), det_idx
         if similarity is not None:
@@ -247,13 +247,12 @@ class MaskTracker:
             sim = np.where(sim >= min_similarity, (1 - weight) * sim + weight * look, 0.0)
             min_similarity = 1e-9
         pairs, free_rows, free_cols = assign(sim, min_similarity)
-        matches = [(tracks[r], int(det_idx[c])) for r, c in pairs]
-        return matches, [tracks[r] for r in free_rows], det_idx[free_cols]
+        matches = [(tracks[r], c) for r, c in zip(pairs[:, 0].tolist(), det_idx[pairs[:, 1]].tolist())]
+        return matches, [tracks[r] for r in free_rows.tolist()], det_idx[free_cols]
 
     def _last_seen(self, tracks: list[_Track], det_masks: list[CropMask], min_iou: float) -> np.ndarray:
         """Mask IoU with each track's last observed mask, where it was last seen (moved with the camera since)."""
-        rows = self._rows(tracks)
-        last = [_carried(t.mask, box) for t, box in zip(tracks, self._kalman.saved_boxes()[rows].tolist())]
+        last = _carried([t.mask for t in tracks], self._kalman.saved_boxes()[self._rows(tracks)])
         return mask_iou_matrix(last, det_masks, min_iou=min_iou)
 
     def _rescue_similarity(self, tracks: list[_Track], det_masks: list[CropMask], _: float) -> np.ndarray:
@@ -441,17 +440,26 @@ _FOLLOW_SECONDS = 3.0  # and keep estimating this long after the camera last mov
 _MOVING_PX = 0.5  # a frame's corner moving more than this means the camera moves
 
 
-def _carried(mask: CropMask, box: list[float]) -> CropMask:
-    """``mask`` carried onto ``box`` (xyxy): moved, and resized only when the size changed by more than 3%.
+def _carried(masks: list[CropMask], boxes: np.ndarray) -> list[CropMask]:
+    """Each mask carried onto its box (xyxy): moved, and resized only when the size changed by more than 3%.
 
     A resize is the costliest step of a prediction and a pixel or two of size
-    changes no IoU that matters, so most frames only move the mask.
+    changes no IoU that matters, so most frames only move the mask. The
+    arithmetic runs on all tracks at once (rounding half to even, as ``round``).
     """
-    x0, y0, x1, y1 = box
-    height, width = mask.crop.shape
-    if abs(x1 - x0 - width) <= max(1.0, 0.03 * width) and abs(y1 - y0 - height) <= max(1.0, 0.03 * height):
-        return mask.placed(round((x0 + x1 - width) / 2), round((y0 + y1 - height) / 2))
-    return mask.moved(round(x0), round(y0), round(x1 - x0), round(y1 - y0))
+    shapes = np.array([m.crop.shape for m in masks], dtype=np.float64).reshape(-1, 2)
+    height, width = shapes[:, 0], shapes[:, 1]
+    x0, y0, x1, y1 = np.asarray(boxes, dtype=np.float64).reshape(-1, 4).T
+    same = (np.abs(x1 - x0 - width) <= np.maximum(1.0, 0.03 * width)) & (
+        np.abs(y1 - y0 - height) <= np.maximum(1.0, 0.03 * height)
+    )
+    left = np.where(same, (x0 + x1 - width) / 2, x0)
+    top = np.where(same, (y0 + y1 - height) / 2, y0)
+    places = np.rint(np.stack([left, top, x1 - x0, y1 - y0], axis=1)).astype(np.int64).tolist()
+    return [
+        mask.placed(x, y) if kept else mask.moved(x, y, w, h)
+        for mask, kept, (x, y, w, h) in zip(masks, same.tolist(), places)
+    ]
 
 
 def _touch(a: CropMask, b: CropMask) -> bool:
