@@ -146,7 +146,11 @@ def logout() -> None:
 
 
 def sync_cookie(settings: Settings) -> None:
-    """Set or clear the browser's session cookie when a login or logout asked for it (a same-origin script)."""
+    """Set or clear the browser's session cookie after a login or logout in this tab (a same-origin script).
+
+    Rendered on every run until the next login or logout, not once: a run cut short (a click, a reload) cannot lose
+    it, and an unchanged element is not run again by the browser.
+    """
     action = st.session_state.get(COOKIE_ACTION_KEY)
     token = st.session_state.get(TOKEN_KEY)
     if action == "set" and token:
@@ -160,7 +164,6 @@ def sync_cookie(settings: Settings) -> None:
     cookie = json.dumps(f"{COOKIE}={value}; Path=/; Max-Age={max_age}; SameSite=Lax")
     st.html(f"<script>document.cookie = {cookie} + (location.protocol === 'https:' ? '; Secure' : '');</script>",
             width="content", unsafe_allow_javascript=True)  # fmt: skip
-    st.session_state.pop(COOKIE_ACTION_KEY, None)
 
 
 def main(argv: list[str]) -> int:
