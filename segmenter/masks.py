@@ -24,6 +24,7 @@ class CropMask:
     y0: int
     area: int = field(init=False, compare=False)  # pixel count, computed once: IoU needs it per pair
     _centroid: tuple[float, float] | None = field(init=False, compare=False, default=None, repr=False)
+    _rle: tuple[int, int, str] | None = field(init=False, compare=False, default=None, repr=False)  # see remember_rle
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "area", int(np.count_nonzero(self.crop)))
@@ -175,9 +176,19 @@ class CropMask:
     def placed(self, x0: int, y0: int) -> CropMask:
         """The same crop placed at ``(x0, y0)``, its area carried over rather than counted again (a per-track hot path)."""
         mask = object.__new__(CropMask)
-        for name, value in (("crop", self.crop), ("x0", x0), ("y0", y0), ("area", self.area), ("_centroid", None)):
+        for name, value in (("crop", self.crop), ("x0", x0), ("y0", y0), ("area", self.area)):
             object.__setattr__(mask, name, value)
+        object.__setattr__(mask, "_centroid", None)
+        object.__setattr__(mask, "_rle", None)
         return mask
+
+    def remember_rle(self, counts: str, height: int, width: int) -> None:
+        """Keep ``counts``, this mask's compressed RLE in an ``(height, width)`` frame, for :func:`encode_rles` to re-emit.
+
+        Only for the string :func:`encode_rles` would write (see :func:`canonical_rles`): a replayed
+        detection that reaches the output unchanged is then written without encoding it again.
+        """
+        object.__setattr__(self, "_rle", (height, width, counts))
 
     def moved(self, x0: int, y0: int, width: int, height: int) -> CropMask:
         """The same shape placed at ``(x0, y0)`` and resized to ``width``×``height``.
@@ -236,8 +247,17 @@ def frame_runs_batch(masks: Sequence[CropMask], height: int, width: int) -> tupl
 
 
 def encode_rles(masks: Sequence[CropMask], height: int, width: int) -> list[str]:
-    """Compressed COCO RLE strings of many masks of one frame size, byte-identical to pycocotools' ``encode``."""
-    return encode_runs_batch(*frame_runs_batch(masks, height, width))
+    """Compressed COCO RLE strings of many masks of one frame size, byte-identical to pycocotools' ``encode``.
+
+    A mask that remembers its string for this frame size (:meth:`CropMask.remember_rle`) gives it as it is.
+    """
+    known = [m._rle[2] if m._rle is not None and m._rle[:2] == (height, width) else None for m in masks]
+    todo = [i for i, counts in enumerate(known) if counts is None]
+    if todo:
+        encoded = encode_runs_batch(*frame_runs_batch([masks[i] for i in todo], height, width))
+        for i, counts in zip(todo, encoded):
+            known[i] = counts
+    return known
 
 
 _CHUNK_LIMITS = 16 << (5 * np.arange(12, dtype=np.int64))  # a number below 16 * 32**k needs k + 1 characters
@@ -253,18 +273,42 @@ def encode_runs_batch(runs: np.ndarray, offsets: np.ndarray) -> list[str]:
     """
     if runs.size == 0:
         return [""] * (offsets.size - 1)
-    index = np.arange(runs.size) - np.repeat(offsets[:-1], np.diff(offsets))
-    values = runs.copy()
-    later = np.flatnonzero(index > 2)
-    values[later] -= runs[later - 2]
-    magnitude = np.where(values < 0, ~values, values)  # numbers in [-16 * 32**k, 16 * 32**k) take k + 1 characters
-    chars = np.searchsorted(_CHUNK_LIMITS, magnitude, side="right") + 1
+    _, values, chars = _rle_numbers(runs, offsets)
     positions = np.arange(int(chars.max()))
     table = ((values[:, None] >> (5 * positions)) & 0x1F).astype(np.uint8)
     table += np.where(positions < (chars - 1)[:, None], np.uint8(48 + 0x20), np.uint8(48))
     text = table[positions < chars[:, None]].tobytes().decode("ascii")
     ends = np.concatenate(([0], np.cumsum(chars)))[offsets].tolist()
     return [text[start:stop] for start, stop in zip(ends[:-1], ends[1:])]
+
+
+def _rle_numbers(runs: np.ndarray, offsets: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per run: its index in its mask, the number a compressed RLE writes for it and how many characters that takes.
+
+    Runs after the third are written as differences to the run two back; a number in
+    ``[-16 * 32**k, 16 * 32**k)`` takes ``k + 1`` characters.
+    """
+    index = np.arange(runs.size) - np.repeat(offsets[:-1], np.diff(offsets))
+    values = runs.astype(np.int64)
+    later = np.flatnonzero(index > 2)
+    values[later] -= runs[later - 2]
+    magnitude = np.where(values < 0, ~values, values)
+    return index, values, np.searchsorted(_CHUNK_LIMITS, magnitude, side="right") + 1
+
+
+def canonical_rles(counts: Sequence[str], runs: np.ndarray, offsets: np.ndarray) -> np.ndarray:
+    """Which compressed RLE strings are exactly what :func:`encode_rles` writes for their masks (bool per string).
+
+    ``runs[offsets[i]:offsets[i + 1]]`` are string ``i``'s parsed runs. A mask has one run-length form
+    (no empty run but the first) and each number one shortest spelling, which is at most as long as any
+    other: so a string is canonical when its runs have that form and it is as long as their encoding.
+    """
+    index, _, chars = _rle_numbers(runs, offsets)
+    owner = np.repeat(np.arange(len(counts)), np.diff(offsets))
+    shortest = np.bincount(owner, weights=chars, minlength=len(counts))
+    empty_runs = np.bincount(owner, weights=(runs == 0) & (index > 0), minlength=len(counts))
+    lengths = np.fromiter(map(len, counts), dtype=np.int64, count=len(counts))
+    return (lengths == shortest) & (empty_runs == 0)
 
 
 def rle_runs(counts: str | bytes) -> np.ndarray:

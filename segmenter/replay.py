@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from common import InputError
 from segmenter.detections import Detections
-from segmenter.masks import CropMask, rle_runs_batch
+from segmenter.masks import CropMask, canonical_rles, rle_runs_batch
 from segmenter.motsio import check_rle, compact_runs, read_mots_detection_runs
 
 MOTS_CLASS_NAMES = {1: "car", 2: "pedestrian"}
@@ -46,8 +46,11 @@ class ReplaySegmenter:
             raise InputError("segmenter.replay.path is required with the replay segmenter (or run --detections FILE)")
         path = Path(config.path)
         fmt = config.format if config.format != "auto" else ("coco" if path.suffix.lower() == ".json" else "mots")
-        rows, self._runs, self._offsets = _load_coco(path) if fmt == "coco" else _load_mots(path)
-        # masks are kept as the run lengths parsed while checking the file: a frame is decoded without parsing again
+        rows, self._runs, self._offsets, strings = _load_coco(path) if fmt == "coco" else _load_mots(path)
+        # masks are kept as the run lengths parsed while checking the file: a frame is decoded without parsing again;
+        # and as their strings where a writer would write the same: one that reaches the output unchanged is not encoded
+        canonical = canonical_rles(strings, self._runs, self._offsets).tolist()
+        self._rles = [counts if ok else None for counts, ok in zip(strings, canonical)]
         self._by_frame: dict[int, list[tuple[int, float, int]]] = defaultdict(list)  # (class_id, score, row)
         for index, (frame, class_id, score, _, _) in enumerate(rows):
             if score >= config.score_threshold:
@@ -78,7 +81,7 @@ class ReplaySegmenter:
                     f"{self.image_size[1]}x{self.image_size[0]}"
                 )
             rows = self._by_frame.get(self.cursor, [])
-            masks = self._masks([row[2] for row in rows], size[0]) if rows else []
+            masks = self._masks([row[2] for row in rows], size) if rows else []
             keep = [i for i, m in enumerate(masks) if m.area]
             out.append(
                 Detections.from_masks(
@@ -92,7 +95,7 @@ class ReplaySegmenter:
             self.cursor += 1
         return out
 
-    def _masks(self, indices: list[int], height: int) -> list[CropMask]:
+    def _masks(self, indices: list[int], size: tuple[int, int]) -> list[CropMask]:
         """The crops of the given rows, from their stored runs (a frame's rows are usually adjacent in the file)."""
         rows = np.array(indices)
         starts, stops = self._offsets[rows], self._offsets[rows + 1]
@@ -102,15 +105,21 @@ class ReplaySegmenter:
             runs = np.concatenate([self._runs[a:b] for a, b in zip(starts.tolist(), stops.tolist())])
         offsets = np.zeros(rows.size + 1, dtype=np.int64)
         np.cumsum(stops - starts, out=offsets[1:])
-        return CropMask.from_runs_batch(runs, offsets, height)
+        masks = CropMask.from_runs_batch(runs, offsets, size[0])
+        for mask, index in zip(masks, indices):
+            if self._rles[index] is not None:
+                mask.remember_rle(self._rles[index], *size)
+        return masks
 
 
-_Rows = tuple[list[tuple[int, int, float, int, int]], np.ndarray, np.ndarray]  # (frame, class, score, h, w), runs
+# (frame, class, score, h, w) per row, the rows' runs and offsets, and their RLE strings
+_Rows = tuple[list[tuple[int, int, float, int, int]], np.ndarray, np.ndarray, list[str]]
 
 
 def _load_mots(path: Path) -> _Rows:
     detections, runs, offsets = read_mots_detection_runs(path)
-    return [(d.frame, d.class_id, d.score, d.height, d.width) for d in detections], runs, offsets
+    rows = [(d.frame, d.class_id, d.score, d.height, d.width) for d in detections]
+    return rows, runs, offsets, [d.rle for d in detections]
 
 
 def _load_coco(path: Path) -> _Rows:
@@ -137,4 +146,4 @@ def _load_coco(path: Path) -> _Rows:
             what = f"missing field {exc}" if isinstance(exc, KeyError) else str(exc)
             raise InputError(f"{path}: detection [{index}]: {what}") from None
     runs, offsets = rle_runs_batch(strings)
-    return rows, compact_runs(runs), offsets
+    return rows, compact_runs(runs), offsets, strings

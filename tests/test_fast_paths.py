@@ -1,11 +1,21 @@
 """Fast paths of the tracker's hot loops against the plain computations they replace."""
 
+import pickle
+
 import cv2
 import lap
 import numpy as np
 import pytest
 
-from segmenter.masks import CropMask, mask_iou_matrix
+from segmenter.masks import (
+    CropMask,
+    canonical_rles,
+    encode_rles,
+    encode_runs_batch,
+    mask_iou_matrix,
+    rle_runs_batch,
+)
+from segmenter.replay import ReplayConfig, ReplaySegmenter
 from tracker.association import assign
 from tracker.tracker import _carried, _touch
 
@@ -102,3 +112,52 @@ def test_carried_on_all_tracks_at_once_equals_one_at_a_time():
         assert (carried.x0, carried.y0, carried.area) == (expected.x0, expected.y0, expected.area)
         assert np.array_equal(carried.crop, expected.crop)
     assert _carried([], np.zeros((0, 4))) == []
+
+
+def longer_first_number(counts):
+    """The same runs, the first number (one character, below 16) spelt with a needless second chunk."""
+    assert ord(counts[0]) - 48 < 16
+    return chr(48 + ((ord(counts[0]) - 48) | 0x20)) + "0" + counts[1:]
+
+
+def test_canonical_rles_are_the_strings_a_fresh_encode_writes():
+    from pycocotools import mask as mask_utils
+
+    rng = np.random.default_rng(9)
+    height, width = 40, 50
+    fulls = [rng.random((height, width)) > p for p in (0.3, 0.9, 1.0, 0.0)] + [np.eye(height, width, dtype=bool)]
+    strings = [mask_utils.encode(np.asfortranarray(f.astype(np.uint8)))["counts"].decode() for f in fulls]
+    padded = longer_first_number(strings[0])
+    rest = height * width - 5
+    empty_run = encode_runs_batch(np.array([3, 0, 2, rest]), np.array([0, 4]))[0]  # 5 zeros written as 3 + 0 + 2
+    counts = [*strings, padded, empty_run]
+    runs, offsets = rle_runs_batch(counts)
+    assert canonical_rles(counts, runs, offsets).tolist() == [True] * len(strings) + [False, False]
+    fresh = encode_rles(CropMask.from_rles(counts, height, width)[-2:], height, width)
+    assert fresh == [strings[0], encode_runs_batch(np.array([5, rest]), np.array([0, 2]))[0]]
+
+
+def test_a_remembered_rle_is_re_emitted_only_for_its_frame_size():
+    rng = np.random.default_rng(10)
+    mask = CropMask.from_full(rng.random((30, 40)) > 0.5)
+    fresh = encode_rles([mask], 30, 40)[0]
+    twin = CropMask(mask.crop, mask.x0, mask.y0)
+    twin.remember_rle("not-an-rle", 30, 40)  # a string it remembers is what it gives
+    assert encode_rles([mask, twin], 30, 40) == [fresh, "not-an-rle"]
+    assert twin.to_rle(30, 40)["counts"] == "not-an-rle"
+    assert encode_rles([twin], 31, 40) == encode_rles([mask], 31, 40)  # another frame: encoded
+    assert twin.placed(1, 1)._rle is None and pickle.loads(pickle.dumps(twin))._rle is None
+    assert twin == mask  # the string is no part of equality
+
+
+def test_replayed_masks_reach_the_writer_with_their_strings_only_when_canonical(tmp_path):
+    rng = np.random.default_rng(11)
+    height, width = 30, 40
+    masks = [CropMask.from_full(rng.random((height, width)) > 0.6) for _ in range(3)]
+    strings = encode_rles(masks, height, width)
+    padded = longer_first_number(strings[2])
+    path = tmp_path / "det.txt"
+    path.write_text("".join(f"1 2 0.9 {height} {width} {s}\n" for s in [strings[0], strings[1], padded]))
+    (served,) = ReplaySegmenter(ReplayConfig(path=str(path))).segment([None])
+    assert [m._rle for m in served.masks] == [(height, width, strings[0]), (height, width, strings[1]), None]
+    assert encode_rles(served.masks, height, width) == strings  # the padded one is written afresh, canonical
