@@ -7,7 +7,7 @@ status, nothing written). Then reads the server process's user+system CPU time
 (``/proc/<pid>/stat``) over ``--seconds`` with the tab open and untouched, and
 prints it as a fraction of one core. ``--repo`` serves another checkout (e.g.
 ``git archive`` of an older commit) to compare before and after.
-Usage: python bench/live_tab_cpu.py [--repo DIR] [--cameras 3] [--seconds 20] [--stopped] [--refresh S]
+Usage: python bench/live_tab_cpu.py [--repo DIR] [--cameras 3] [--seconds 20] [--stopped] [--refresh S] [--path 'live?camera=cam-0']
 Needs Playwright's Python package and Debian's chromium (as tests/test_dashboard_browser.py).
 """
 
@@ -81,7 +81,7 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def measure(repo: Path, cameras: int, seconds: float, stopped: bool, refresh_s: float | None = None) -> float:
+def measure(repo: Path, cameras: int, seconds: float, stopped: bool, refresh_s: float | None = None, path: str = "") -> float:
     from playwright.sync_api import sync_playwright
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -126,7 +126,7 @@ def measure(repo: Path, cameras: int, seconds: float, stopped: bool, refresh_s: 
                 browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
                 try:
                     page = browser.new_page(viewport={"width": 1500, "height": 1000})
-                    page.goto(url)
+                    page.goto(f"{url}/{path}")
                     page.get_by_text("cam-0").first.wait_for(timeout=60_000)
                     page.wait_for_timeout(5000)  # settled: caches filled, images loaded
                     start = cpu_s(server.pid)
@@ -148,11 +148,13 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--stopped", action="store_true", help="Every camera stopped an hour ago (no files written).")
     parser.add_argument("--refresh", type=float, help="dashboard.live_refresh_s (default: the settings' default).")
+    parser.add_argument("--path", default="", help="Address opened, e.g. 'live?camera=cam-0' (default: the Live grid).")
     args = parser.parse_args()
-    share = measure(args.repo.resolve(), args.cameras, args.seconds, args.stopped, args.refresh)
+    share = measure(args.repo.resolve(), args.cameras, args.seconds, args.stopped, args.refresh, args.path)
     what = "stopped" if args.stopped else "live"
     refresh = "" if args.refresh is None else f", live_refresh_s {args.refresh:g}"
-    print(f"{args.repo}: one Live tab, {args.cameras} {what} cameras{refresh}: server CPU {share * 100:.1f}% of a core")
+    shown = f" /{args.path}" if args.path else ""
+    print(f"{args.repo}{shown}: one Live tab, {args.cameras} {what} cameras{refresh}: server CPU {share * 100:.1f}% of a core")
 
 
 if __name__ == "__main__":

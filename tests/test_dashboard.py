@@ -415,10 +415,15 @@ def test_live_page_shows_frames_health_and_counts_then_stale_cameras(
     assert float(tiles[0][1]) > 0 and tiles[4:] == [(label, "—") for label in ("FPS in", "FPS processed", "Lag", "In view")]
     at.query_params["camera"] = "demo-belt"  # full screen: every number and the tables
     at.run()
+    deadline = time.monotonic() + 30
+    while not any(m.value.startswith("| class | visible |") for m in at.markdown) and time.monotonic() < deadline:
+        time.sleep(0.5)  # a loaded machine's worker may miss stale_after_s once: the tables show while it is live
+        at.run()
     assert [s.value for s in at.subheader] == ["demo-belt"]
     assert {"FPS in", "FPS processed", "Lag", "Dropped", "Reconnects"} <= {m.label for m in at.metric}
-    visible = at.dataframe[0].value
-    assert set(visible["class"]) <= {"bottle", "person"} and (visible.visible >= 0).all()
+    visible = next(m.value for m in at.markdown if m.value.startswith("| class | visible |")).splitlines()[2:]
+    rows_shown = [line.strip("| ").split(" | ") for line in visible]
+    assert {name for name, _ in rows_shown} <= {"bottle", "person"} and all(int(n) >= 0 for _, n in rows_shown)
     del at.query_params["camera"]
 
     process.send_signal(signal.SIGINT)  # the service stops: its status files age
