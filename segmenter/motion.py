@@ -17,6 +17,7 @@ frames, so the cost grows with the moving area, not with the frame size:
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from typing import Literal
 
 import cv2
 import numpy as np
@@ -95,6 +96,20 @@ class MotionConfig(BaseModel):
         description="A watershed cut is kept only where the blob's width there is at most this"
         " fraction of the thinner part's width: touching objects meet at a narrow neck, one object's parts do not.",
     )
+    seeds: Literal["global", "prominence"] = Field(
+        "global",
+        description="global: seeds where the distance to the background reaches split_ratio of the blob's maximum."
+        " prominence: one seed per distance peak that stands out from every deeper peak (the lowest level joining"
+        " them at most max_neck_ratio of its depth), wherever it is in the blob: dense clusters of small objects"
+        " of several sizes (pills), where one large object would otherwise raise the bar over all the small ones.",
+    )
+    edge_threshold: float | None = Field(
+        None,
+        gt=0,
+        description="Colour edges (Canny's upper threshold on the blurred frame, per channel) inside a blob cut it for"
+        " the seeds and the neck test: touching objects of different colours part even across a wide contact."
+        " None: off.",
+    )
     drop_border_instances: bool = Field(
         False, description="Drop instances touching the image border: partly visible objects defeat size/shape rules."
     )
@@ -162,7 +177,13 @@ class MotionSegmenter:
                 continue
             image = frame[y : y + blob.shape[0], x : x + blob.shape[1]]
             for part in split_touching(
-                blob, image, config.split_ratio, config.min_peak_distance, config.max_neck_ratio
+                blob,
+                image,
+                config.split_ratio,
+                config.min_peak_distance,
+                config.max_neck_ratio,
+                seeds=config.seeds,
+                edge_threshold=config.edge_threshold,
             ):
                 mask = CropMask(part.crop, part.x0 + x, part.y0 + y)
                 rule = self._classify(mask, size)
@@ -227,7 +248,14 @@ def solidity(crop: np.ndarray) -> float:
 
 
 def split_touching(
-    blob: np.ndarray, image: np.ndarray, split_ratio: float, min_peak_distance: float, max_neck_ratio: float
+    blob: np.ndarray,
+    image: np.ndarray,
+    split_ratio: float,
+    min_peak_distance: float,
+    max_neck_ratio: float,
+    *,
+    seeds: str = "global",
+    edge_threshold: float | None = None,
 ) -> list[CropMask]:
     """Split one connected blob into instances with a seeded watershed; masks relative to the crop.
 
@@ -241,21 +269,92 @@ def split_touching(
     where there is one and, between objects of one colour, falls where the
     floods meet: at the neck, as far from either seed as the seeds are from the
     blob's edge. Cuts across a wide neck are undone (see :func:`neck_ratios`).
+
+    ``seeds="prominence"`` seeds every distance peak that a narrow neck parts
+    from the deeper ones (see :func:`prominent_seeds`), so a 7 px tablet beside
+    a 10 px softgel still seeds; ``edge_threshold`` cuts the blob along colour
+    edges before the distance transform (see :class:`MotionConfig`).
     """
     padded = np.pad(blob, 1).view(np.uint8)
-    dist = cv2.distanceTransform(padded, cv2.DIST_L2, 5)
-    peak = float(dist.max())
-    seeds = (dist >= max(split_ratio * peak, min(min_peak_distance, peak))).view(np.uint8)
-    n_seeds, markers = cv2.connectedComponents(seeds)  # label 0 = not a seed
+    relief = cv2.GaussianBlur(cv2.copyMakeBorder(image, 1, 1, 1, 1, cv2.BORDER_REPLICATE), (5, 5), 0)
+    cut = padded if edge_threshold is None else padded & ~colour_edges(relief, edge_threshold)
+    dist = cv2.distanceTransform(cut, cv2.DIST_L2, 5)
+    if seeds == "prominence":
+        n_seeds, markers = prominent_seeds(dist, split_ratio, min_peak_distance, max_neck_ratio)
+    else:
+        peak = float(dist.max())
+        core = (dist >= max(split_ratio * peak, min(min_peak_distance, peak))).view(np.uint8)
+        n_seeds, markers = cv2.connectedComponents(core)  # label 0 = not a seed
     if n_seeds <= 2:  # one seed: nothing to split
         return [CropMask(blob, 0, 0)]
     outside = padded == 0
     markers[outside] = n_seeds  # the background is a basin of its own, so no flood leaves the blob
-    relief = cv2.GaussianBlur(cv2.copyMakeBorder(image, 1, 1, 1, 1, cv2.BORDER_REPLICATE), (5, 5), 0)
     cv2.watershed(relief, markers)  # blurred: sensor noise would otherwise let one flood outrun the other
     parts = _fill_watershed_lines(markers, ~outside, n_seeds)
     parts = _merge_wide_necks(parts, dist, n_seeds - 1, max_neck_ratio)[1:-1, 1:-1]
     return [CropMask.from_full(parts == label) for label in np.unique(parts[parts > 0])]
+
+
+def colour_edges(image: np.ndarray, threshold: float) -> np.ndarray:
+    """uint8 0/1: Canny edges of any colour channel (upper threshold ``threshold``, lower half of it)."""
+    edges = np.zeros(image.shape[:2], np.uint8)
+    for channel in cv2.split(image):
+        edges |= cv2.Canny(channel, threshold / 2, threshold)
+    return (edges > 0).view(np.uint8)
+
+
+def prominent_seeds(
+    dist: np.ndarray, split_ratio: float, min_peak_distance: float, max_neck_ratio: float, step: float = 0.5
+) -> tuple[int, np.ndarray]:
+    """Watershed markers, one per prominent peak of ``dist``, as ``(n + 1, labels)`` like ``cv2.connectedComponents``.
+
+    The blob is flooded down from its deepest point, ``step`` pixels of distance
+    at a time (one labelling per level). Where two regions meet at level ``L``,
+    the shallower one (peak ``p``) is an object of its own when ``L <= max_neck_ratio * p``
+    (a narrow neck, as :func:`neck_ratios` measures it), else it was a bulge of the
+    deeper one and joins it. Peaks shallower than ``min_peak_distance`` never seed.
+    Each seed's marker is its core: the pixels around its peak at least
+    ``split_ratio`` of its depth deep and above every level where it met another
+    object, so markers never touch.
+    """
+    peak = float(dist.max())
+    # per living region: [peak value, peak (row, col), highest level it met another object at]
+    alive: list[list] = []
+    seeds: list[list] = []
+    level = peak
+    while alive or level == peak:
+        level = max(level - step, 0.0)
+        count, labels = cv2.connectedComponents((dist > level).view(np.uint8))
+        groups: dict[int, list[list]] = {}
+        for region in alive:
+            groups.setdefault(int(labels[region[1]]), []).append(region)
+        survivors = []
+        for members in groups.values():
+            members.sort(key=lambda r: -r[0])
+            head = members[0]
+            for other in members[1:]:
+                if level <= max_neck_ratio * other[0]:  # a narrow neck: two objects
+                    other[2] = head[2] = max(head[2], other[2], level)
+                    seeds.append(other)
+                # else: a bulge of the deeper region, which takes it over
+            survivors.append(head)
+        born = np.setdiff1d(np.arange(1, count), list(groups))
+        for label in born.tolist():
+            inside = labels == label
+            depth = float(dist[inside].max())
+            if depth >= min_peak_distance:
+                where = np.unravel_index(int(np.argmax(np.where(inside, dist, -1))), dist.shape)
+                survivors.append([depth, where, 0.0])
+        alive = survivors
+        if level <= 0:
+            seeds.extend(alive)
+            break
+    markers = np.zeros(dist.shape, np.int32)
+    for index, (depth, where, met) in enumerate(seeds, start=1):
+        bar = max(split_ratio * depth, met + step + 1e-4)  # above the last level where it stood apart
+        _, core = cv2.connectedComponents((dist >= bar).view(np.uint8))
+        markers[core == core[where]] = index
+    return len(seeds) + 1, markers
 
 
 def _fill_watershed_lines(markers: np.ndarray, inside: np.ndarray, n_seeds: int) -> np.ndarray:
