@@ -124,12 +124,14 @@ def run_pipeline(
     fps: float | None = None,
     console: Console | None = None,
     show_progress: bool = True,
+    node: str | None = None,
 ) -> dict:
     """Process ``source_path`` into ``out_dir``; returns the summary also written as summary.json.
 
     Without a source the replay segmenter's masks are processed alone, ``1/fps`` s
     apart. Ctrl-C stops after the current batch: everything written so far is kept
-    and the summary says ``interrupted: true``.
+    and the summary says ``interrupted: true``. ``node`` names the machine in the run's row (default: the host
+    name; ``maskwatch batch`` gives the Ray node).
     """
     console = console or Console(stderr=True)
     if source_path is None and config.segmenter.name != "replay":
@@ -165,7 +167,7 @@ def run_pipeline(
                     clips=build_clips(config, config.camera.name, out_dir) if source is not None else None)
     run_id = store.start_run(config.camera.name, redact_url(name), segmenter=config.segmenter.name,
                              unit=engine.analyzer.calibration.unit, started_ts=source.start_ts if source else time.time(),
-                             config=config.redacted())
+                             config=config.redacted(), node=node)
     engine.sinks.append(StoreSink(store, run_id))
     batch_size = config.segmenter.maskrcnn.batch_size if config.segmenter.name == "maskrcnn" else 8
     # Mask R-CNN gets two batches per call, so it can upload one to the GPU while it computes the other

@@ -9,7 +9,7 @@ double precision.
 ``track_uid`` (uuid4 hex, never repeated across runs, cameras or restarts) is the
 identity of a track; the small ``track_id`` is only for display. Rows written
 before migration 0002 have no ``track_uid`` (NULL), events before 0004 no
-``context_snapshot`` or ``clip``.
+``context_snapshot`` or ``clip``, runs before 0005 no ``node``.
 """
 
 from __future__ import annotations
@@ -62,6 +62,7 @@ runs = Table(
     Column("status", String(16), nullable=False),
     Column("config_json", Text, nullable=False),
     Column("owner", String(400)),  # the process writing a running run (storage.store); NULL before 0003
+    Column("node", String(200)),  # the machine it ran on: host name, or host/<Ray node id> (batch); NULL before 0005
     CheckConstraint(f"status IN {RUN_STATUSES}", name="runs_status"),
 )
 

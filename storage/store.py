@@ -248,10 +248,12 @@ class Store:
         self.close()
 
     def start_run(
-        self, camera: str, source: str, *, segmenter: str, unit: str, started_ts: float, config: dict | None = None
+        self, camera: str, source: str, *, segmenter: str, unit: str, started_ts: float, config: dict | None = None,
+        node: str | None = None,
     ) -> int:
         """Register a run of ``camera`` (created if new; its unit follows the latest run) and return its id.
 
+        ``node`` is the machine processing it (default: this host's name; ``maskwatch batch`` adds the Ray node).
         The camera's runs left ``running`` by a process that died are closed first (:meth:`close_stale_runs`).
         """
         self.close_stale_runs(camera)
@@ -262,7 +264,8 @@ class Store:
             run_id = conn.execute(
                 runs.insert().returning(runs.c.id),
                 {"camera_id": camera_id, "source": source, "segmenter": segmenter, "started_ts": started_ts,
-                 "status": "running", "config_json": json.dumps(config or {}, default=json_default), "owner": _owner()},
+                 "status": "running", "config_json": json.dumps(config or {}, default=json_default), "owner": _owner(),
+                 "node": node or socket.gethostname()},
             ).scalar_one()  # fmt: skip
         self._runs[run_id] = (camera_id, camera)
         return run_id
