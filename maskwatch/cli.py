@@ -1,4 +1,4 @@
-"""``maskwatch`` command line: run, serve, dashboard, train, track, eval, demo, export, purge, ack.
+"""``maskwatch`` command line: run, batch, serve, dashboard, train, track, eval, demo, export, purge, ack.
 
 Bad input (files, config, weights) is reported as one line on stderr with exit
 code 2; ``--debug`` shows the traceback instead.
@@ -104,6 +104,37 @@ def run(
         cfg.segmenter.replay = (cfg.segmenter.replay or ReplayConfig()).model_copy(update={"path": str(detections)})
     summary = run_pipeline(source, cfg, out, render=render, max_frames=max_frames, fps=fps, console=err_console)
     print_summary(summary)
+
+
+@app.command()
+def batch(
+    sources: list[str] = typer.Argument(..., help="Videos or image folders, or glob patterns such as 'archive/**/*.mp4'."),
+    config: Path | None = typer.Option(None, "--config", "-c", help="Site YAML config (its store: PostgreSQL for a cluster of machines)."),
+    ray_address: str = typer.Option("auto", "--ray", help="auto: start or join a Ray on this machine; HOST:PORT: join that cluster's head."),
+    out: Path = typer.Option(Path("batch-out"), "--out", "-o", help="Folder for each video's files (and the default SQLite store); shared by the nodes."),
+    retries: int = typer.Option(2, "--retries", min=0, help="Tries again for a video whose worker, node or store failed."),
+    cpus_per_task: float = typer.Option(1.0, "--cpus-per-task", min=0.01, help="Ray CPUs each video's task takes."),
+    gpus_per_task: float = typer.Option(0.0, "--gpus-per-task", min=0, help="Ray GPUs each video's task takes (Mask R-CNN)."),
+) -> None:
+    """Run many videos as Ray tasks over a cluster, each through the engine of `run`, into one store; resumable."""
+    from maskwatch.batch import expand_sources, run_batch
+    from maskwatch.config import load_config
+
+    cfg = load_config(config)
+    paths = expand_sources(sources)
+    result = run_batch(paths, cfg, out, ray_address, retries=retries, cpus_per_task=cpus_per_task,
+                       gpus_per_task=gpus_per_task, console=err_console)
+    console.print(f"{len(result.finished)} finished, {len(result.skipped)} skipped (already finished), "
+                  f"{len(result.failed)} failed", highlight=False, soft_wrap=True)
+    for line in result.finished:
+        console.print(f"  run {line['run_id']}: {line['source']} ({line['frames']} frames on {line['node']})",
+                      markup=False, highlight=False, soft_wrap=True)
+    for source, reason in result.failed:
+        console.print(f"  failed: {source}: {reason}", markup=False, highlight=False, soft_wrap=True)
+    if result.interrupted:
+        raise typer.Exit(130)
+    if result.failed:
+        raise typer.Exit(1)
 
 
 @app.command()
