@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import cv2
+import numpy as np
+
 from segmenter.masks import CropMask, encode_rles
 from segmenter.motsio import format_mots_line
 from tracker.tracker import TrackObservation
@@ -28,7 +31,7 @@ def resolve_overlaps(masks: Sequence[CropMask], priority: Sequence[float]) -> li
             if x1 > x0 and y1 > y0:
                 theirs = other.crop[y0 - by0 : y1 - by0, x0 - bx0 : x1 - bx0]
                 mine = (mask.crop if crop is None else crop)[y0 - ay0 : y1 - ay0, x0 - ax0 : x1 - ax0]
-                if (mine & theirs).any():
+                if cv2.countNonZero(cv2.bitwise_and(mine.view(np.uint8), theirs.view(np.uint8))):  # OpenCV: big crops
                     if crop is None:
                         crop = mask.crop.copy()
                         mine = crop[y0 - ay0 : y1 - ay0, x0 - ax0 : x1 - ax0]
