@@ -183,7 +183,8 @@ def connect(address: str, url: str):
     import ray
 
     _init(ray, address)
-    nodes = [n["NodeManagerAddress"] for n in ray.nodes() if n.get("Alive")]
+    here = ray.util.get_node_ip_address()  # this machine as Ray sees it (a local Ray binds to its network address)
+    nodes = [n["NodeManagerAddress"] for n in ray.nodes() if n.get("Alive") and n["NodeManagerAddress"] != here]
     try:
         check_store_for_cluster(url, nodes, address)
     except InputError:
