@@ -207,7 +207,7 @@ def test_migration_0004_adds_the_media_columns_to_a_0003_store(tmp_path: Path) -
 
     Store(url).close()
     engine = make_engine(url)
-    assert revision(engine) == head() == "0004"
+    assert revision(engine) == head()  # 0004 and every later migration ran
     with engine.connect() as conn:
         row = conn.execute(select(events)).one()
     engine.dispose()
