@@ -14,6 +14,7 @@ import logging
 import os
 import time
 from collections import deque
+from collections.abc import Callable
 from pathlib import Path
 
 import cv2
@@ -27,6 +28,7 @@ from maskwatch.outputs import StoreSink
 from maskwatch.pipeline import build_analyzer, build_clips, build_segmenter, open_store, snapshot_dir, store_url
 from maskwatch.render import draw_frame
 from maskwatch.segmenter_server import RemoteSegmenter, SegmenterLink, SegmenterUnavailable
+from segmenter.detections import Segmenter
 from storage.geometry import load_geometry
 from storage.live import CameraStatus, process_key, write_atomic, write_status
 
@@ -101,7 +103,9 @@ class LiveView(Sink):
         return (len(times) - 1) / (times[-1] - times[0]) if len(times) > 1 and times[-1] > times[0] else 0.0
 
 
-def run_camera(config: AppConfig, camera: LiveCameraConfig, out_dir: Path, link: SegmenterLink | None = None) -> None:
+def run_camera(config: AppConfig, camera: LiveCameraConfig, out_dir: Path, link: SegmenterLink | None = None, *,
+               lifetime: Lifetime | None = None, segmenter: Segmenter | None = None,
+               report: Callable[[CameraStatus], None] | None = None, node: str | None = None) -> None:
     """The worker's main loop; returns (exit 0) on SIGTERM/SIGINT after flushing the store.
 
     Frames go through the same engine as ``maskwatch run``, at most ``camera.fps``
@@ -109,21 +113,29 @@ def run_camera(config: AppConfig, camera: LiveCameraConfig, out_dir: Path, link:
     are segmented by the service's shared segmenter process; while it is
     unreachable, frames are skipped (``segmenter_error`` in the status says why)
     and everything else keeps running.
+
+    On Ray (``maskwatch.ray_serve``) the same loop runs in a camera actor's thread:
+    ``lifetime`` is the actor's stop flag (anything with ``running``), ``segmenter``
+    its client of the segmenter pool, and ``report`` receives every status written,
+    for the supervisor on another node, which cannot read this node's files;
+    ``node`` (``host/<Ray node id>``) is recorded with the run.
     """
-    lifetime = Lifetime()
+    lifetime = lifetime if lifetime is not None else Lifetime()
     live_dir = Path(config.service.live_dir) if Path(config.service.live_dir).is_absolute() else out_dir / config.service.live_dir
     live_dir.mkdir(parents=True, exist_ok=True)
     status_path, frame_path = live_dir / f"{safe_name(camera.name)}.json", live_dir / f"{safe_name(camera.name)}.jpg"
     source = LiveSource(camera.source, loop=camera.loop, stall_s=camera.stall_s, backoff_max_s=camera.backoff_max_s,
                         rtsp_transport=camera.rtsp_transport)
-    segmenter = RemoteSegmenter(link) if link is not None else build_segmenter(config.segmenter)
+    if segmenter is None:
+        segmenter = RemoteSegmenter(link) if link is not None else build_segmenter(config.segmenter)
     url = store_url(config, out_dir)
     store = open_store(url, config, snapshot_dir(config, out_dir))
     view = LiveView(frame_path, config.service.live_jpeg_every_s, camera)
     engine = Engine(segmenter, mask_tracker(config.tracker), lambda: build_analyzer(config, view.camera, out_dir), [view],
                     backfill_frames=config.tracker.min_hits, clips=build_clips(config, camera.name, out_dir))
     run_id = store.start_run(camera.name, redact_url(str(camera.source)), segmenter=config.segmenter.name,
-                             unit=engine.analyzer.calibration.unit, started_ts=time.time(), config=config.redacted())
+                             unit=engine.analyzer.calibration.unit, started_ts=time.time(), config=config.redacted(),
+                             **({"node": node} if node else {}))
     engine.sinks.append(StoreSink(store, run_id))
     pacer = Pacer(camera.fps)
     segmenter_error: str | None = None
@@ -158,7 +170,7 @@ def run_camera(config: AppConfig, camera: LiveCameraConfig, out_dir: Path, link:
             now = time.time()
             if now - last_publish >= 0.5:
                 state = source.state()
-                write_status(status_path, CameraStatus(
+                report_status = CameraStatus(
                     camera=camera.name, pid=os.getpid(), process=me, updated_ts=now, run_id=run_id, source=state.source,
                     connected=state.connected, fps_in=state.fps_in, fps_out=round(view.fps(), 2), dropped=state.dropped,
                     reconnects=state.reconnects, last_error=state.last_error, segmenter_error=segmenter_error,
@@ -167,13 +179,16 @@ def run_camera(config: AppConfig, camera: LiveCameraConfig, out_dir: Path, link:
                     segment_s=round(segment_s, 4) if segment_s is not None else None, frames=engine.frames,
                     ended=state.ended, visible=view.visible, occupancy=view.occupancy, unique=engine.unique(),
                     line_counts=engine.line_counts(), alarms=engine.alarms(),
-                ))
+                )
+                write_status(status_path, report_status)
+                if report is not None:
+                    report(report_status)
                 last_publish = now
     except Exception:
         status = "failed"
         raise
     finally:
         source.stop()
-        if isinstance(segmenter, RemoteSegmenter):
+        if hasattr(segmenter, "close"):  # a client of a shared segmenter: its connection, its shared memory
             segmenter.close()
         engine.close(status)

@@ -187,6 +187,9 @@ def demo(
 def serve(
     config: Path = typer.Option(..., "--config", "-c", help="Site YAML with a 'cameras:' list."),
     out: Path = typer.Option(Path("serve-out"), "--out", "-o", help="Folder for the store, snapshots and live files."),
+    ray: str | None = typer.Option(None, "--ray", metavar="ADDRESS",
+                                   help="Run the cameras as actors on the Ray cluster at ADDRESS (auto: a local Ray); "
+                                        "needs maskwatch[cluster]."),
 ) -> None:
     """Run every configured camera continuously, deliver alarms, serve /healthz and /metrics."""
     from common import log_redacted
@@ -195,7 +198,7 @@ def serve(
 
     cfg = load_config(config)
     log_redacted("%(asctime)s %(name)s %(levelname)s %(message)s")
-    raise typer.Exit(run_service(cfg, out))
+    raise typer.Exit(run_service(cfg, out, ray_address=ray))
 
 
 @app.command()

@@ -71,13 +71,7 @@ class Service:
     stop_event: threading.Event = field(default_factory=threading.Event)
 
     def __post_init__(self) -> None:
-        self.url = store_url(self.config, self.out_dir)
-        live = Path(self.config.service.live_dir)
-        self.live_dir = live if live.is_absolute() else self.out_dir / live
-        self.live_dir.mkdir(parents=True, exist_ok=True)
-        self.cameras = {c.name: c for c in self.config.cameras}
-        self.segmenter: _Child | None = None
-        self.fatal: str | None = None  # a child's configuration error: the service stops with it
+        self._setup()
         self._private_dir = Path(tempfile.mkdtemp(prefix="maskwatch-"))  # 0700, and short: socket paths are limited to ~100 bytes
         link = None
         if self.config.service.shared_segmenter(self.config.segmenter.name):
@@ -88,6 +82,21 @@ class Service:
         self.workers = {c.name: self._child(f"camera {c.name}", run_camera, (self.config, c, self.out_dir, link))
                         for c in self.config.cameras}
         self._ctx = mp.get_context("spawn")  # no forked copies of threads, CUDA or open connections
+
+    def _setup(self) -> None:
+        """What the service is on one host and on Ray alike: its store, live folder and cameras."""
+        self.url = store_url(self.config, self.out_dir)
+        live = Path(self.config.service.live_dir)
+        self.live_dir = live if live.is_absolute() else self.out_dir / live
+        self.live_dir.mkdir(parents=True, exist_ok=True)
+        self.cameras = {c.name: c for c in self.config.cameras}
+        self.segmenter: _Child | None = None
+        self.fatal: str | None = None  # a child's configuration error: the service stops with it
+
+    def restart_delay(self, restarts: int) -> float:
+        """Exponential backoff with jitter before restarting a camera (or segmenter) that died ``restarts`` times."""
+        delay = min(self.config.service.restart_backoff_max_s, 2.0 ** min(restarts, 10))
+        return delay * (1 + 0.2 * random.random())
 
     @property
     def segmenter_status_path(self) -> Path:
@@ -180,8 +189,7 @@ class Service:
                     self.stop_event.set()
                 child.last_exit = hung or error or f"process exited with code {process.exitcode}"
                 log.warning("%s: %s; restarting", child.label, child.last_exit)
-                delay = min(self.config.service.restart_backoff_max_s, 2.0 ** min(child.restarts, 10))
-                child.next_start = now + delay * (1 + 0.2 * random.random())
+                child.next_start = now + self.restart_delay(child.restarts)
                 child.restarts += 1
                 child.process = None
             if child.process is None and now >= child.next_start and not self.stop_event.is_set():
@@ -338,10 +346,12 @@ def _check_weights(config: AppConfig) -> None:
         check_weights_file(Path(weights))
 
 
-def serve(config: AppConfig, out_dir: Path) -> int:
+def serve(config: AppConfig, out_dir: Path, ray_address: str | None = None) -> int:
     """Run until SIGTERM/SIGINT; returns the exit code (0 after a clean stop).
 
     The signal handlers come first: a signal during start-up stops the service as soon as it has started.
+    With ``ray_address`` (``auto``: a local Ray) the cameras run as actors on a Ray cluster
+    (:mod:`maskwatch.ray_serve`); everything else is the same.
     """
     stop_event = threading.Event()
 
@@ -373,7 +383,21 @@ def serve(config: AppConfig, out_dir: Path) -> int:
     url = store_url(config, out_dir)
     with store_errors(url):  # before anything starts: a store that cannot be opened is one error line, not a crash
         sender = Sender(url, channels, config.delivery, snapshot_root)
-    service = Service(config, out_dir, stop_event=stop_event)
+    started_ray = False
+    if ray_address is None:
+        service = Service(config, out_dir, stop_event=stop_event)
+    else:
+        from maskwatch import ray_serve
+
+        started_ray = ray_serve.connect(ray_address)
+        signal.signal(signal.SIGTERM, stop)  # Ray's core worker installed its own (a crash dump, then abort): ours again
+        signal.signal(signal.SIGINT, stop)
+        try:
+            service = ray_serve.ray_service(Service, config, out_dir, stop_event, snapshot_root)
+        except BaseException:
+            if started_ray:
+                ray_serve.import_ray().shutdown()
+            raise
     if mqtt is not None:
         mqtt.connect()  # returns at once when the broker is down: it keeps retrying in the background
 
@@ -407,6 +431,8 @@ def serve(config: AppConfig, out_dir: Path) -> int:
             for name in service.workers:
                 mqtt.camera_status(name, False)
             mqtt.close()
+        if started_ray:
+            ray_serve.import_ray().shutdown()
     if service.fatal is not None:
         raise InputError(service.fatal)
     return 0
