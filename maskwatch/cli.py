@@ -170,17 +170,27 @@ def evaluate(
         console.print(f"{key:>16}: {value:.3f}" if isinstance(value, float) else f"{key:>16}: {value}")
 
 
+class DemoScene(str, Enum):
+    belt = "belt"
+    pills = "pills"
+
+
 @app.command()
 def demo(
     out: Path = typer.Option(Path("demo-out"), "--out", "-o", help="Output folder."),
     render: bool = typer.Option(True, "--render/--no-render", help="Write annotated.mp4."),
+    scene: DemoScene = typer.Option(DemoScene.belt, "--scene", help="belt: bottles and a person; pills: 124 small "
+                                    "touching pills of three kinds (the watershed split at work)."),
 ) -> None:
-    """Render the synthetic belt scene and run the whole pipeline on it (offline, no weights)."""
+    """Render a synthetic scene and run the whole pipeline on it (offline, no weights)."""
     from maskwatch.demo import run_demo
 
-    summary, truth = run_demo(out, render=render, console=err_console)
+    summary, truth = run_demo(out, render=render, console=err_console, scene=scene.value)
     print_summary(summary)
     console.print("ground truth per class: " + ", ".join(f"{k}={v}" for k, v in truth.items()))
+    counted, expected = sum(summary["counts_per_class"].values()), sum(truth.values())
+    if expected:
+        console.print(f"counted {counted} of {expected} objects (error {abs(counted - expected) / expected:.1%})")
 
 
 @app.command()

@@ -47,6 +47,22 @@ CLS_SCORE_KEY = "roi_heads.box_predictor.cls_score.weight"  # (num_classes, 1024
 BACKGROUND = "__background__"
 
 
+class TilesConfig(BaseModel, extra="forbid"):
+    """Tiled inference (``segmenter.maskrcnn.tiles``): see :mod:`segmenter.tiles`."""
+
+    size: int = Field(..., ge=32, description="Tile side in pixels (each tile is then resized as a frame would be).")
+    overlap: int = Field(
+        ..., ge=0, description="Pixels neighbouring tiles share: at least the largest object's size, so each object "
+        "is whole in some tile; 0 joins the halves of objects cut by a seam by how they abut."
+    )
+
+    @model_validator(mode="after")
+    def _overlap_below_size(self) -> TilesConfig:
+        if self.overlap >= self.size:
+            raise ValueError(f"tiles.overlap ({self.overlap}) must be smaller than tiles.size ({self.size})")
+        return self
+
+
 class MaskRCNNConfig(BaseModel, extra="forbid", validate_assignment=True):
     """Settings of :class:`MaskRCNNSegmenter` (``segmenter.maskrcnn`` in the site config).
 
@@ -100,6 +116,11 @@ class MaskRCNNConfig(BaseModel, extra="forbid", validate_assignment=True):
         None,
         min_length=1,
         description="Override the class names: one per label, with or without the background at index 0.",
+    )
+    tiles: TilesConfig | None = Field(
+        None,
+        description="Small dense objects: cut each frame into overlapping size x size tiles, run the tiles through "
+        "the model in batches of batch_size, and merge their masks into one per object (segmenter.tiles). None: off.",
     )
 
     @field_validator("device")
@@ -169,11 +190,31 @@ class MaskRCNNSegmenter:
         On CUDA each batch is uploaded while the one before it computes, so give it
         several batches per call. The frames may be overwritten once this returns.
         """
+        if self.config.tiles is not None:
+            return self._segment_tiled(frames)
         size = self.config.batch_size
         batches = [frames[start : start + size] for start in range(0, len(frames), size)]
         if self._copy_stream is None:
             return [det for batch in batches for det in self._segment_batch(_upload(batch, self.device))]
         return self._segment_overlapped(batches)
+
+    def _segment_tiled(self, frames: Sequence[np.ndarray]) -> list[Detections]:
+        """Every frame cut into tiles (:func:`segmenter.tiles.tile_windows`), all tiles of the call run
+        ``batch_size`` at a time, and each frame's tile masks merged (:func:`segmenter.tiles.merge_tiled`)."""
+        from segmenter.tiles import merge_tiled, tile_windows
+
+        tiles = self.config.tiles
+        windows = [tile_windows(f.shape[0], f.shape[1], tiles.size, tiles.overlap) for f in frames]
+        crops = [np.ascontiguousarray(f[y0:y1, x0:x1]) for f, ws in zip(frames, windows) for x0, y0, x1, y1 in ws]
+        size = self.config.batch_size
+        per_tile: list[Detections] = []
+        for start in range(0, len(crops), size):
+            per_tile.extend(self._segment_batch(_upload(crops[start : start + size], self.device)))
+        out, start = [], 0
+        for frame, ws in zip(frames, windows):
+            out.append(merge_tiled(per_tile[start : start + len(ws)], ws, frame.shape[:2]))
+            start += len(ws)
+        return out
 
     def _segment_overlapped(self, batches: list[Sequence[np.ndarray]]) -> list[Detections]:
         """Batch k + 1 is copied to the GPU on the copy stream while batch k computes on the current stream."""
@@ -215,12 +256,14 @@ class MaskRCNNSegmenter:
         copied back); the stages are run here so that step can be replaced by
         :func:`paste_crops`.
         """
+        model = self.model
+        if not hasattr(model, "roi_heads"):  # another model with torchvision's interface (a stand-in in tests)
+            return self._segment_by_call(images)
         import torch
         from torchvision.models.detection.transform import resize_boxes
 
         from segmenter.roi_inference import detect
 
-        model = self.model
         original_sizes = [(int(image.shape[-2]), int(image.shape[-1])) for image in images]
         on_cuda = self.device.type == "cuda"
         dtype = autocast_dtype(self.config.precision, self.device)
@@ -239,6 +282,34 @@ class MaskRCNNSegmenter:
                 boxes = resize_boxes(out["boxes"].float(), resized, original)
                 results.append(self._detections(out, boxes, original))
             return results
+
+    def _segment_by_call(self, images: list[torch.Tensor]) -> list[Detections]:
+        """``model(images)`` as torchvision's detection models answer in eval mode: per image a dict of boxes,
+        labels, scores and full-image mask probabilities (N, 1, H, W); scores at or below the threshold dropped."""
+        import torch
+
+        with torch.inference_mode():
+            outputs = self.model(images)
+        results = []
+        for out, image in zip(outputs, images):
+            size = (int(image.shape[-2]), int(image.shape[-1]))
+            keep = out["scores"] > self.config.score_threshold
+            if self._keep is not None:
+                keep &= self._keep[out["labels"]]
+            probabilities = out["masks"][keep].reshape(-1, *size)
+            masks = [CropMask.from_full(m) for m in (probabilities > self.config.mask_threshold).cpu().numpy()]
+            nonempty = np.array([m.area > 0 for m in masks], dtype=bool)
+            labels = out["labels"][keep].cpu().numpy()[nonempty]
+            results.append(
+                Detections.from_masks(
+                    [m for m, ok in zip(masks, nonempty) if ok],
+                    labels,
+                    out["scores"][keep].float().cpu().numpy()[nonempty],
+                    self._names[labels],
+                    size,
+                )
+            )
+        return results
 
     def _keep_mask_features(self, module: torch.nn.Module, args: tuple, output: torch.Tensor) -> None:
         """Forward hook on ``roi_heads.mask_roi_pool``: its output is what embeddings are pooled from."""
