@@ -390,14 +390,17 @@ class Sender:
     did not, the receiver is back, and the channel and its waiting deliveries are due
     at once instead of after a backoff of minutes. Rows for a channel name this
     sender does not have stay pending, marked in ``last_error``: one sender should hold
-    every channel (webhooks and MQTT).
+    every channel (webhooks and MQTT); a ``partial`` sender (``serve --ray``'s sender
+    actors, webhooks only, beside the service's full one) leaves them unmarked.
     """
 
     def __init__(
-        self, url: str, channels: Mapping[str, Channel], config: DeliveryConfig, snapshot_root: Path | None = None
+        self, url: str, channels: Mapping[str, Channel], config: DeliveryConfig, snapshot_root: Path | None = None,
+        *, partial: bool = False,
     ) -> None:
         self.engine = open_engine(url)  # a sender may start before the first pipeline
         self.channels = dict(channels)
+        self.partial = partial  # holds some channels only (serve --ray's sender actors): others' rows left unmarked
         self.config = config
         self.snapshot_root = snapshot_root
         self._locks = self.engine.dialect.name == "postgresql"
@@ -438,7 +441,8 @@ class Sender:
         receivers reject stale ones.
         """
         clock = time.time() if now is None else now
-        self._mark_unconfigured(clock)
+        if not self.partial:  # another sender holds the channels this one lacks
+            self._mark_unconfigured(clock)
         self._probe_paused(clock)
         attempted = 0
         while attempted < self.config.batch and self._attempt_next(now):

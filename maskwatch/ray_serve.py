@@ -294,7 +294,8 @@ class SenderActor:
         log_redacted("%(asctime)s alarm sender %(levelname)s %(message)s")
         self.node, self.host = _node_label()
         self._stop = threading.Event()
-        self.sender = Sender(url, webhook_channels(config.delivery), config.delivery, Path(snapshot_root))
+        self.sender = Sender(url, webhook_channels(config.delivery), config.delivery, Path(snapshot_root),
+                             partial=True)  # MQTT rows are the supervisor's sender's
         self._thread = threading.Thread(target=self.sender.run, args=(self._stop,), name="alarm-sender", daemon=True)
         self._thread.start()
 

@@ -184,6 +184,12 @@ def test_serve_ray_camera_fails_over_to_another_node_and_no_alarm_is_lost(cluste
 
         state = health(base)
         assert set(state["cameras"]) == {"belt-a", "belt-b"}
+        metrics = get(base + "/metrics")
+        for name in ("belt-a", "belt-b"):
+            assert f'maskwatch_camera_connected{{camera="{name}"}} 1.0' in metrics
+        restarts = next(line for line in metrics.splitlines()
+                        if line.startswith(f'maskwatch_camera_worker_restarts_total{{camera="{victim}"}}'))
+        assert float(restarts.split()[-1]) >= 1
         assert state["cameras"][survivor]["health"] == "live" and state["cameras"][survivor]["node"] == head_id
 
         # the restarted camera is a new run; its alarms flow too
@@ -248,3 +254,25 @@ def runs_of(url: str, camera: str) -> list[dict]:
             return [dict(r._mapping) for r in rows]
     finally:
         engine.dispose()
+
+
+def test_a_partial_sender_leaves_the_other_channels_rows_to_the_full_sender(store_url: str) -> None:
+    """serve --ray's sender actors hold the webhooks only: MQTT rows stay untouched (no last_error) for the service's."""
+    from delivery.outbox import Sender, WebhookChannel, outbox_status
+    from tests.test_delivery import Receiver as HookReceiver
+    from tests.test_delivery import delivery_config, write_alarms
+
+    hooks = HookReceiver()
+    try:
+        (alarm,) = write_alarms(store_url, 1, channels=("ops", "mqtt"))
+        config = delivery_config(hooks.url)
+        with WebhookChannel(config.webhooks[0]) as channel, Sender(store_url, {"ops": channel}, config,
+                                                                     partial=True) as sender:
+            for _ in range(3):
+                sender.run_once()
+        rows = outbox_status(store_url).set_index("channel")
+        assert rows.loc["ops", "state"] == "delivered" and hooks.attempts() == {alarm.id: 1}
+        assert (rows.loc["mqtt", "state"], rows.loc["mqtt", "attempts"]) == ("pending", 0)
+        assert rows.loc["mqtt", "last_error"] is None
+    finally:
+        hooks.close()
