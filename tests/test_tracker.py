@@ -429,3 +429,18 @@ def test_kalman_bank_equals_filterpy_one_filter_per_track():
             kf.update(kalman.xyxy_to_cxcywh(measured[row])[0])
     np.testing.assert_allclose(bank.x, np.stack([kf.x for kf in filters]), rtol=1e-6, atol=1e-6)
     np.testing.assert_allclose(bank.P, np.stack([kf.P for kf in filters]), rtol=1e-6, atol=1e-6)
+
+
+def test_box_iou_blend_keeps_a_thin_object_whose_mask_slid_off_its_prediction():
+    """Thin legs shifted by their own width: no mask overlap left, yet the boxes overlap; blended, the pair matches."""
+    from tracker.tracker import mask_box_iou
+
+    def legs(x):
+        full = np.zeros((H, W), bool)
+        full[20:80, x : x + 3] = full[20:80, x + 9 : x + 12] = True
+        return CropMask.from_full(full)
+
+    predicted, measured = [legs(50)], [legs(53)]
+    assert mask_box_iou(0.0)(predicted, measured, 0.15)[0, 0] < 0.15
+    blended = mask_box_iou(0.25)(predicted, measured, 0.15)[0, 0]
+    assert blended >= 0.15 and blended == pytest.approx(0.25 * 9 / 15)

@@ -56,9 +56,23 @@ from tracker.config import TrackerConfig
 from tracker.kalman import KalmanBank
 
 
-def _mask_iou(masks_a: list[CropMask], masks_b: list[CropMask], min_iou: float) -> np.ndarray:
-    """The default similarity: mask IoU of the pairs that can reach ``min_iou``."""
-    return mask_iou_matrix(masks_a, masks_b, min_iou=min_iou)
+def mask_box_iou(box_weight: float) -> Similarity:
+    """The default similarity: mask IoU of the pairs that can reach ``min_iou``, ``box_weight`` of box IoU blended in.
+
+    Mask IoU alone collapses for thin objects: a few pixels of prediction error put
+    a walking person's legs beside the predicted ones, while the boxes still overlap well.
+    """
+
+    def similarity(masks_a: list[CropMask], masks_b: list[CropMask], min_iou: float) -> np.ndarray:
+        # box IoU is at most 1, so the blend reaches min_iou only where mask IoU reaches this floor
+        floor = max(min_iou - box_weight, 0.0) / (1 - box_weight) if box_weight < 1 else 0.0
+        ious = mask_iou_matrix(masks_a, masks_b, min_iou=floor)
+        if not box_weight or not ious.size:
+            return ious
+        boxes = buffered_box_iou(np.array([m.box() for m in masks_a]), np.array([m.box() for m in masks_b]), 0.0)
+        return (1 - box_weight) * ious + box_weight * boxes
+
+    return similarity
 
 
 class TrackState(str, enum.Enum):
@@ -119,9 +133,10 @@ class _Track:
 class MaskTracker:
     """Online multi-object tracker over :class:`Detections` with compact masks."""
 
-    def __init__(self, config: TrackerConfig | None = None, similarity: Similarity = _mask_iou, first_id: int = 1):
+    def __init__(self, config: TrackerConfig | None = None, similarity: Similarity | None = None, first_id: int = 1):
         self.config = config or TrackerConfig()
-        self.similarity = similarity
+        self.similarity = similarity  # None: mask IoU, blended with box IoU in frames without appearance
+        self._similar = similarity or mask_box_iou(0.0)  # this frame's
         self.next_id = first_id  # the track_id the next confirmed track gets
         self.frame = -1
         self.pts: float | None = None
@@ -155,6 +170,8 @@ class MaskTracker:
         for track, predicted in zip(self._tracks, _carried([t.mask for t in self._tracks], self._kalman.boxes())):
             track.predicted = predicted
         features = self._features(detections, image)
+        # appearance tells apart the crossing objects whose boxes overlap; without it, box overlap is the steadier cue
+        self._similar = self.similarity or mask_box_iou(0.0 if features is not None else cfg.box_weight)
 
         high = np.flatnonzero(detections.scores >= cfg.high_score)
         low = np.flatnonzero((detections.scores >= cfg.low_score) & (detections.scores < cfg.high_score))
@@ -235,7 +252,7 @@ class MaskTracker:
         if similarity is not None:
             sim = similarity(tracks, det_masks, min_similarity)
         else:
-            sim = self.similarity([t.predicted for t in tracks], det_masks, min_similarity)
+            sim = self._similar([t.predicted for t in tracks], det_masks, min_similarity)
         if self.config.class_consistent:
             track_classes = np.array([t.class_id for t in tracks])
             sim[track_classes[:, None] != detections.class_ids[det_idx][None, :]] = 0.0
@@ -251,9 +268,9 @@ class MaskTracker:
         return matches, [tracks[r] for r in free_rows.tolist()], det_idx[free_cols]
 
     def _last_seen(self, tracks: list[_Track], det_masks: list[CropMask], min_iou: float) -> np.ndarray:
-        """Mask IoU with each track's last observed mask, where it was last seen (moved with the camera since)."""
+        """Similarity with each track's last observed mask, where it was last seen (moved with the camera since)."""
         last = _carried([t.mask for t in tracks], self._kalman.saved_boxes()[self._rows(tracks)])
-        return mask_iou_matrix(last, det_masks, min_iou=min_iou)
+        return self._similar(last, det_masks, min_iou)
 
     def _rescue_similarity(self, tracks: list[_Track], det_masks: list[CropMask], _: float) -> np.ndarray:
         """Rescue similarity: buffered box IoU (C-BIoU) of predicted and detected boxes.
