@@ -39,7 +39,7 @@ import time
 import zlib
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -329,12 +329,26 @@ class ActorChild:
     pending: Any = None  # the poll in flight
     asked: float = 0.0  # when it was sent (monotonic)
     answered: float = float("-inf")  # when a poll last answered (monotonic)
-    starting: Any = None
-    history: list = field(default_factory=list)  # (time, node) of every placement seen, for tests and logs
 
     @property
     def alive(self) -> bool:
         return self.running and time.monotonic() - self.answered < POLL_TIMEOUT_S
+
+
+def _pool_totals(ray: Any, refs: list) -> dict:
+    """The pool as one shared segmenter for ``/healthz`` and ``/metrics``: its actors' statistics added up.
+
+    ``worker_alive`` only while every actor answers; ``actors`` lists each one's own status.
+    """
+    states = []
+    for ref in refs:
+        try:
+            states.append(ray.get(ref) | {"worker_alive": True})
+        except ray.exceptions.RayError as exc:
+            states.append({"worker_alive": False, "last_error": f"pool actor lost: {type(exc).__name__}"})
+    total = {key: sum(s.get(key) or 0 for s in states) for key in ("batches", "frames", "failed_frames", "busy_s")}
+    total["mean_batch"] = round(total["frames"] / total["batches"], 3) if total["batches"] else 0.0
+    return total | {"worker_alive": all(s["worker_alive"] for s in states), "actors": states}
 
 
 def actor_options(config: AppConfig, gpus: float) -> dict:
@@ -372,7 +386,7 @@ class RayCameras:
             sender_class = ray.remote(SenderActor).options(num_cpus=0, max_restarts=-1, scheduling_strategy="SPREAD")
             self.senders = [sender_class.remote(url, config, str(snapshot_root)) for _ in range(SENDERS)]
         self._pool_state: dict | None = None
-        self._pool_pending: Any = None
+        self._pool_pending: list = []  # a status call per pool actor
 
     def poll(self, backoff: Callable[[int], float], stop: threading.Event) -> str | None:
         """Collect answered polls, send new ones, restart loops that ended; a configuration error, if one ended so."""
@@ -399,13 +413,11 @@ class RayCameras:
                 child.running, child.last_exit = False, f"actor lost: {type(exc).__name__}"
                 continue
             fatal = self._take(child, answer, backoff, stop) or fatal
-        if self.pool and (self._pool_pending is None or self._pool_pending in ray.wait([self._pool_pending], timeout=0)[0]):
-            if self._pool_pending is not None:
-                try:
-                    self._pool_state = ray.get(self._pool_pending) | {"worker_alive": True}
-                except ray.exceptions.RayError:
-                    self._pool_state = {"worker_alive": False}
-            self._pool_pending = self.pool[0].status.remote()
+        if self.pool and len(ray.wait(self._pool_pending, num_returns=len(self._pool_pending), timeout=0)[0]) == len(
+                self._pool_pending):
+            if self._pool_pending:
+                self._pool_state = _pool_totals(ray, self._pool_pending)
+            self._pool_pending = [actor.status.remote() for actor in self.pool]
         return fatal
 
     def _take(self, child: ActorChild, answer: dict, backoff: Callable[[int], float], stop: threading.Event) -> str | None:
@@ -416,7 +428,6 @@ class RayCameras:
                 child.restarts += 1
                 log.warning("%s: restarted by Ray on node %s (%s)", child.label, answer["node"][:12], answer["host"])
             child.key = answer["key"]
-            child.history.append((time.time(), answer["node"]))
         child.node, child.host = answer["node"], answer["host"]
         status = answer["status"]
         child.status = CameraStatus.model_validate(status) if status is not None else None
@@ -443,7 +454,7 @@ class RayCameras:
     def pool_status(self) -> dict | None:
         if not self.pool:
             return None
-        return dict(self._pool_state or {"worker_alive": False}) | {"actors": len(self.pool)}
+        return dict(self._pool_state or {"worker_alive": False, "actors": len(self.pool)})
 
     def stop(self, timeout: float) -> None:
         """Cameras first (each flushes its store batch and closes its run), then the pool and the senders."""

@@ -135,6 +135,44 @@ def _segment_or_none(segmenter, frame):  # None while the actor is away (Detecti
         return None
 
 
+def test_serve_ray_segments_maskrcnn_frames_through_the_pool(cluster, tmp_path):
+    """serve --ray with maskrcnn: the camera's frames go through the segmenter pool actor (an untrained, tiny model on CPU)."""
+    import torch
+    from torchvision.models.detection import maskrcnn_resnet50_fpn
+
+    torch.manual_seed(0)
+    weights = tmp_path / "model.pth"
+    torch.save({"model": maskrcnn_resnet50_fpn(weights=None, weights_backbone=None, num_classes=2).state_dict(),
+                "class_names": ["part"], "version": "v1"}, weights)
+    video = tmp_path / "belt.mp4"
+    render_scene(video, frames=60)
+    listen = f"127.0.0.1:{free_port()}"
+    config = {"segmenter": {"name": "maskrcnn", "maskrcnn": {"weights": str(weights), "min_size": 96, "max_size": 160,
+                                                             "score_threshold": 0.0, "max_detections": 5, "batch_size": 4}},
+              "cameras": [{"name": "belt", "source": str(video), "loop": True, "fps": 2}],
+              "service": {"listen": listen, "batch_wait_ms": 5, "segmenter_timeout_s": 30}}
+    (tmp_path / "site.yaml").write_text(yaml.safe_dump(config))
+    proc = subprocess.Popen([sys.executable, "-m", "maskwatch", "serve", "--config", str(tmp_path / "site.yaml"), "--out",
+                             str(tmp_path / "out"), "--ray", cluster.address], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    base = f"http://{listen}"
+    try:
+        state = wait_for(lambda: (h := health(base))["cameras"]["belt"]["frames"] >= 3 and h["segmenter"]["frames"] >= 3 and h,
+                         240, "frames segmented by the pool", proc)
+        assert state["segmenter"]["worker_alive"] and state["cameras"]["belt"]["health"] == "live", state
+        assert state["segmenter"]["actors"][0]["node"] in {n.node_id for n in cluster.list_all_nodes()}
+        metrics = get(base + "/metrics")
+        assert "maskwatch_segmenter_up 1.0" in metrics and "maskwatch_segmenter_frames_total" in metrics
+        proc.send_signal(signal.SIGTERM)
+        output, _ = proc.communicate(timeout=90)
+        assert proc.returncode == 0, output[-4000:]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        if proc.stdout is not None and not proc.stdout.closed:
+            print(proc.communicate()[0][-8000:])
+
+
 def test_serve_ray_camera_fails_over_to_another_node_and_no_alarm_is_lost(cluster, pg_url, tmp_path):
     video = tmp_path / "belt.mp4"
     render_scene(video)
