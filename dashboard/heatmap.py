@@ -38,13 +38,21 @@ def heat_image(background: np.ndarray, counts: np.ndarray) -> np.ndarray:
 
 
 def legend(peak: int, width: int = 320) -> np.ndarray:
-    """The colour scale (RGB) from 1 to ``peak`` observations per cell, log spaced, with three labels."""
+    """The colour scale (RGB) of :func:`heat_image`, 0 to ``peak`` observations per cell, labelled at 1, the
+    log midpoint and ``peak``, each where its colour is (labels too close to the previous one are left out)."""
     bar = cv2.applyColorMap(np.linspace(0, 255, width).astype(np.uint8)[None, :].repeat(14, 0), cv2.COLORMAP_TURBO)
     image = np.full((34, width, 3), 255, np.uint8)
     image[:14] = bar
-    mid = round(float(np.expm1(np.log1p(peak) / 2)))
-    for text, x in (("1", 0), (f"{mid:,}", width // 2 - 12), (f"{peak:,}", width - 9 * len(f"{peak:,}"))):
-        cv2.putText(image, text, (max(x, 0), 30), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 0, 0), 1, cv2.LINE_AA)
+    mid = max(round(float(np.expm1(np.log1p(peak) / 2))), 1)
+    last_end = -np.inf
+    for count in sorted({1, mid, max(peak, 1)}):
+        text = f"{count:,}"
+        text_width = 8 * len(text)
+        x = int(np.clip(np.log1p(count) / np.log1p(max(peak, 1)) * width - text_width / 2, 0, width - text_width))
+        if x < last_end + 6:
+            continue
+        cv2.putText(image, text, (x, 30), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 0, 0), 1, cv2.LINE_AA)
+        last_end = x + text_width
     return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
 
 
