@@ -394,7 +394,8 @@ class RayCameras:
         fatal = None
         for child in self.children.values():
             if child.pending is None:
-                child.pending, child.asked = child.handle.poll.remote(with_frame=True), now
+                elsewhere = child.host is not None and child.host != self.host  # its JPEG is not in our live_dir
+                child.pending, child.asked = child.handle.poll.remote(with_frame=elsewhere), now
         refs = [c.pending for c in self.children.values()]
         ready, _ = ray.wait(refs, num_returns=len(refs), timeout=0.2)
         ready = set(ready)
@@ -436,7 +437,8 @@ class RayCameras:
             if answer["frame"]:
                 write_atomic(self.live_dir / f"{safe_name(child.name)}.jpg", answer["frame"])
         child.running = answer["running"]
-        if child.running:
+        if child.running:  # also after Ray restarted the actor while a restart of its loop was scheduled
+            child.next_start = None
             return None
         if child.next_start is None:  # the loop has just been seen ended: a configuration error, or restart after a backoff
             child.last_exit = answer["exit"] or "camera loop not running"
