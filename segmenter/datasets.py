@@ -139,9 +139,14 @@ def load_dataset(path: Path, classes: dict[int, str] | None = None) -> DatasetIn
 
 
 def load_coco(path: Path, images_dir: Path | None = None) -> DatasetIndex:
-    """A COCO instance-segmentation file; images are looked up in ``images/`` beside it, else beside it."""
+    """A COCO instance-segmentation file; images are looked up in ``images/`` beside it, else beside it.
+
+    A file in an ``annotations/`` folder (as CVAT exports COCO 1.0: ``annotations/instances_default.json``
+    with ``images/`` at the top) finds the ``images/`` beside that folder too.
+    """
     if images_dir is None:
-        images_dir = path.parent / "images" if (path.parent / "images").is_dir() else path.parent
+        near = [path.parent / "images"] + ([path.parent.parent / "images"] if path.parent.name == "annotations" else [])
+        images_dir = next((folder for folder in near if folder.is_dir()), path.parent)
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
