@@ -1,4 +1,4 @@
-"""``maskwatch`` command line: run, batch, serve, dashboard, train, track, eval, demo, export, purge, ack.
+"""``maskwatch`` command line: run, batch, serve, dashboard, train, label, track, eval, demo, export, purge, ack.
 
 Bad input (files, config, weights) is reported as one line on stderr with exit
 code 2; ``--debug`` shows the traceback instead.
@@ -240,6 +240,38 @@ def train(
         raise InputError(format_validation_error(exc, str(config or "options"))) from None
     summary = train_command(data, out, cfg, err_console)
     console.print_json(json.dumps(summary))
+
+
+@app.command()
+def label(
+    videos: list[Path] = typer.Argument(..., help="Videos or image folders to pick frames from."),
+    budget: int = typer.Option(..., "--budget", help="How many frames to pick, across all the videos."),
+    out: Path = typer.Option(..., "--out", "-o", help="Folder for images/, annotations.json (COCO) and manifest.json."),
+    config: Path | None = typer.Option(None, "--config", "-c", help="Site YAML config (segmenter and tracker)."),
+    segmenter: SegmenterChoice | None = typer.Option(None, "--segmenter", help="Override segmenter.name."),
+    weights: str | None = typer.Option(None, "--weights", help="Mask R-CNN checkpoint (.pth) or DEFAULT."),
+    stride: int = typer.Option(1, "--stride", help="Process every N-th frame (long videos)."),
+    threshold: float | None = typer.Option(None, "--threshold", help="Decision score that counts as uncertain "
+                                           "(default: segmenter.maskrcnn.score_threshold, or tracker.high_score)."),
+    rle: bool = typer.Option(False, "--rle", help="Masks as COCO RLE rather than polygons (Label Studio reads polygons only)."),
+    force: bool = typer.Option(False, "--force", help="Write into a non-empty --out, replacing a previous set."),
+) -> None:
+    """Pick the frames most worth labelling and write them pre-labelled as COCO, for `maskwatch train --data OUT`."""
+    from maskwatch.config import load_config
+    from maskwatch.label import label_command
+
+    cfg = load_config(config)
+    if segmenter is not None:
+        cfg.segmenter.name = segmenter.value
+    if weights is not None:
+        cfg.segmenter.maskrcnn.weights = weights
+    summary = label_command(videos, budget, out, cfg, stride=stride, rle=rle, force=force, threshold=threshold,
+                            console=err_console)
+    console.print(f"{summary['images']} frames, {summary['annotations']} pre-labels of {summary['frames_scanned']} "
+                  f"frames scanned → {out}", markup=False, highlight=False, soft_wrap=True)
+    if summary["classes_without_prelabels"]:
+        console.print("classes without pre-labels (label some, or drop them before training): "
+                      + ", ".join(summary["classes_without_prelabels"]), markup=False, highlight=False, soft_wrap=True)
 
 
 OPERATOR_CHROME = ("--client.toolbarMode", "minimal", "--client.showErrorDetails", "none")  # as .streamlit/config.toml
