@@ -11,7 +11,7 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	bash .ci/services.sh  # PostgreSQL for the store tests: started (installed on Debian) when missing, else its tests skip
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n 2 --dist loadfile  # two workers, a test file each: most tests wait on services, not on a core
 
 bench: $(STAMP)
 	$(BIN)/python bench/tracker_speed.py

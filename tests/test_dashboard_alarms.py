@@ -318,9 +318,12 @@ def test_a_clip_plays_in_chromium(demo: Path, served_demo) -> None:
             page.get_by_test_id("stSidebarNav").get_by_role("link", name="Alarms").click()
             page.get_by_role("heading", name="Alarms", exact=True).wait_for()
             page.locator("video").first.wait_for()
-            page.wait_for_function("() => { const v = document.querySelector('video'); return v && (v.readyState >= 2 || v.error); }")
-            state = page.evaluate("() => { const v = document.querySelector('video');"
-                                  " return {ready: v.readyState, error: v.error && v.error.code, duration: v.duration}; }")  # fmt: skip
+            # read in the same call that saw it ready: a rerun may replace the element (readyState back to 1) just after
+            state = page.wait_for_function(
+                "() => { const v = document.querySelector('video');"
+                " return v && (v.readyState >= 2 || v.error)"
+                " ? {ready: v.readyState, error: v.error && v.error.code, duration: v.duration} : null; }"
+            ).json_value()
             browser.SCREENSHOTS.mkdir(parents=True, exist_ok=True)
             page.locator("video").first.scroll_into_view_if_needed()
             page.screenshot(path=browser.SCREENSHOTS / "alarms-clip.png")

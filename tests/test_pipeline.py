@@ -177,12 +177,13 @@ def outputs_of(out) -> dict:
     """What a run wrote, less what differs from run to run (times, event ids, track uids, paths)."""
     summary = json.loads((out / "summary.json").read_text())
     events = pd.read_csv(out / "events.csv")
-    snapshots = [(out / "snapshots" / name).read_bytes() for name in events.snapshot.dropna()]
+    media = [*events.snapshot.dropna(), *events.context_snapshot.dropna()]  # paths name the event: compared by content
+    snapshots = [(out / "snapshots" / name).read_bytes() for name in media]
     return {
         "summary": {k: v for k, v in summary.items() if k not in ("elapsed_s", "processing_fps", "store", "files")},
         "tracks": pd.read_csv(out / "tracks.csv").drop(columns=["track_uid"]).to_csv(),
         "observations": pd.read_csv(out / "observations.csv").drop(columns=["track_uid"]).to_csv(),
-        "events": events.drop(columns=["id", "ts", "snapshot", "track_uid"]).to_csv(),
+        "events": events.drop(columns=["id", "ts", "snapshot", "context_snapshot", "clip", "track_uid"]).to_csv(),
         "snapshots": snapshots,
     }
 
