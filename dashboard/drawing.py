@@ -1,12 +1,12 @@
 """Pictures the dashboard draws on: a camera's background frame, its zones and lines, a track's path.
 
 Geometry is in the camera's full-frame pixels, so it can only be drawn on a
-full frame, and it must be a *clean* one: the live service publishes only its
-annotated JPEG (``<camera>.jpg``: the zones it runs with, masks and boxes are
-burnt in), and drawn under new geometry those old zones look like the ones
-being edited. So the background is, cleanest first: a frame of the run's
-source when that is a local file (never a network camera: the dashboard does
-not connect to cameras); else the live annotated JPEG, said to be annotated;
+full frame, and it must be a *clean* one: under new geometry, the zones, masks
+and boxes burnt into the service's annotated JPEG (``<camera>.jpg``) look like
+the ones being edited. So the background is, cleanest first: a frame of the
+run's source when that is a local file (the dashboard never connects to
+cameras); else the clean frame the service publishes beside its JPEG every few
+seconds (``<camera>.clean.jpg``); else the annotated JPEG, said to be annotated;
 else a blank canvas of the frame's size. Event snapshots are crops around an
 object, shown beside, never under, the geometry.
 """
@@ -47,12 +47,17 @@ def camera_background(live_dir: Path, camera: str, source: str | None) -> tuple[
         if image is not None:
             return image.copy(), f"a clean frame of {Path(source).name} (the run's source video)"
     live = find_camera(live_dir, camera)
+    data = read_frame(live, clean=True) if live is not None else None
+    if data is not None:
+        image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+        if image is not None:
+            return image, "a clean frame of the live camera (refreshed every few seconds)"
     data = read_frame(live) if live is not None else None
     if data is not None:
         image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
         if image is not None:
             return image, ("the latest live frame, as the service annotates it: the zones it runs with and its masks "
-                           "show in the picture (the service publishes no clean frame)")  # fmt: skip
+                           "show in the picture (no clean frame published yet)")  # fmt: skip
     size = live.status.frame_size if live is not None else None  # (width, height)
     height, width = (size[1], size[0]) if size else BLANK_SIZE
     blank = np.full((height, width, 3), 64, np.uint8)

@@ -30,7 +30,7 @@ from maskwatch.render import draw_frame
 from maskwatch.segmenter_server import RemoteSegmenter, SegmenterLink, SegmenterUnavailable
 from segmenter.detections import Segmenter
 from storage.geometry import load_geometry
-from storage.live import CameraStatus, process_key, write_atomic, write_status
+from storage.live import CameraStatus, clean_frame_path, process_key, write_atomic, write_status
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +41,7 @@ def safe_name(camera: str) -> str:
 
 
 GEOMETRY_POLL_S = 2.0
+CLEAN_FRAME_EVERY_S = 10.0  # how often the un-annotated frame beside the live JPEG is refreshed
 
 
 def _edited_geometry(url: str, camera: LiveCameraConfig, applied_ts: float | None) -> tuple[LiveCameraConfig, float | None]:
@@ -80,7 +81,7 @@ class LiveView(Sink):
         self.occupancy: dict[str, dict[str, int]] = {}
         self.lag = 0.0
         self.processed: deque[float] = deque()
-        self._last_jpeg = float("-inf")
+        self._last_jpeg = self._last_clean = float("-inf")
 
     def on_frame(self, step: Step) -> None:
         now = time.time()
@@ -96,6 +97,11 @@ class LiveView(Sink):
             if ok:
                 write_atomic(self.frame_path, data.tobytes())
             self._last_jpeg = now
+        if now - self._last_clean >= CLEAN_FRAME_EVERY_S:  # the zone editor's background: rarely needed fresh
+            ok, data = cv2.imencode(".jpg", step.frame.image, [cv2.IMWRITE_JPEG_QUALITY, 85])
+            if ok:
+                write_atomic(clean_frame_path(self.frame_path), data.tobytes())
+            self._last_clean = now
 
     def fps(self) -> float:
         """Frames processed per second over the last few seconds."""

@@ -141,6 +141,10 @@ class LiveCamera:
     def frame_path(self) -> Path:
         return self.status_path.with_suffix(".jpg")
 
+    @property
+    def clean_frame_path(self) -> Path:
+        return clean_frame_path(self.frame_path)
+
 
 def read_cameras(live_dir: Path) -> list[LiveCamera]:
     """Every camera's latest status, by camera name; files that vanish or are no camera status are skipped."""
@@ -167,10 +171,15 @@ def read_segmenter(live_dir: Path) -> dict[str, Any] | None:
     return status if isinstance(status, dict) else None
 
 
-def read_frame(camera: LiveCamera) -> bytes | None:
-    """The latest annotated JPEG as bytes (a few tens of kB), or None before the first frame."""
+def clean_frame_path(frame_path: Path) -> Path:
+    """Where a camera's clean frame (no overlays, for drawing zones on) lies beside its annotated ``frame_path``."""
+    return frame_path.with_suffix(".clean.jpg")
+
+
+def read_frame(camera: LiveCamera, clean: bool = False) -> bytes | None:
+    """The latest annotated JPEG (or, with ``clean``, the latest frame as the camera sees it), None before the first."""
     try:
-        return camera.frame_path.read_bytes()
+        return (camera.clean_frame_path if clean else camera.frame_path).read_bytes()
     except OSError:
         return None
 

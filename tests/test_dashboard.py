@@ -19,12 +19,15 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import cv2
+import numpy as np
 import pandas as pd
 import pytest
 import yaml
 from pydantic import ValidationError
 from streamlit.testing.v1 import AppTest
 
+from dashboard.drawing import camera_background
 from dashboard.passwords import hash_password, verify_password
 from dashboard.settings import SettingsError, load_settings
 from storage.geometry import load_geometry, save_geometry
@@ -410,6 +413,13 @@ def test_live_page_shows_frames_health_and_counts_then_stale_cameras(
     assert "hunter2" not in page
     assert len(at.image) == 1 and at.image[0].proto.imgs  # the one camera with frames shows its latest JPEG
     assert at.image[0].proto.imgs[0].caption == "demo-belt · latest frame"
+    # beside the annotated JPEG, the frame as the camera sees it: what the zone editor draws on
+    [belt] = [c for c in read_cameras(out / "live") if c.camera == "demo-belt"]
+    clean = cv2.imdecode(np.frombuffer(read_frame(belt, clean=True), np.uint8), cv2.IMREAD_COLOR)
+    annotated = cv2.imdecode(np.frombuffer(read_frame(belt), np.uint8), cv2.IMREAD_COLOR)
+    assert clean.shape == annotated.shape and tuple(belt.status.frame_size) == (clean.shape[1], clean.shape[0])
+    background, said = camera_background(out / "live", "demo-belt", "rtsp://cam.example/stream")  # not a local file
+    assert said.startswith("a clean frame of the live camera") and background.shape == clean.shape
     tiles = [(m.label, m.value) for m in at.metric]
     assert [label for label, _ in tiles] == ["FPS in", "FPS processed", "Lag", "In view"] * 2
     assert float(tiles[0][1]) > 0 and tiles[4:] == [(label, "—") for label in ("FPS in", "FPS processed", "Lag", "In view")]
