@@ -262,10 +262,6 @@ def test_times_are_shown_in_the_configured_zone(demo: Path, tmp_path: Path, monk
 def served_demo(demo: Path, tmp_path_factory: pytest.TempPathFactory):
     """``streamlit run dashboard/app.py`` over the demo store (with its alarm's clip), as test_dashboard_browser serves it."""
     browser = pytest.importorskip("test_dashboard_browser")  # skips, saying why, without Playwright or Chromium
-    import os
-    import subprocess
-    import sys
-    import urllib.request
 
     import yaml
 
@@ -275,29 +271,8 @@ def served_demo(demo: Path, tmp_path_factory: pytest.TempPathFactory):
         "service": {"live_dir": str(tmp_path_factory.mktemp("no-live"))},
         "dashboard": {"auth": {"users": {"olivia": {"role": "operator", "password_hash": hash_password(PASSWORDS["olivia"])}}}},
     }))  # fmt: skip
-    port = browser.free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MASKWATCH_")}
-    server = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", "dashboard/app.py", "--server.headless", "true", "--server.address",
-         "127.0.0.1", "--server.port", str(port), "--browser.gatherUsageStats", "false", "--", "--config", str(site)],
-        cwd=browser.REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as answer:
-                    if answer.read() == b"ok":
-                        break
-            except OSError:
-                if server.poll() is not None or time.monotonic() > deadline:
-                    pytest.fail(f"streamlit run did not come up (exit code {server.poll()})")
-                time.sleep(0.5)
+    with browser.dashboard_served(browser.streamlit_run(site)) as url:
         yield browser, url
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
 
 
 def test_a_clip_plays_in_chromium(demo: Path, served_demo) -> None:

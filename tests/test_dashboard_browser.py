@@ -19,6 +19,7 @@ import sys
 import time
 import urllib.request
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -61,30 +62,47 @@ def dashboard_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             "service": {"live_dir": str(out / "live")},
             "dashboard": {"auth": {"users": {"olivia": {"role": "operator", "password_hash": hash_password(PASSWORDS["olivia"])}}}},
         }))  # fmt: skip
-        port = free_port()
-        env = {k: v for k, v in os.environ.items() if not k.startswith("MASKWATCH_")}
-        server = subprocess.Popen(
-            [sys.executable, "-m", "streamlit", "run", "dashboard/app.py", "--server.headless", "true",
-             "--server.address", "127.0.0.1", "--server.port", str(port), "--browser.gatherUsageStats", "false",
-             "--", "--config", str(site)],
-            cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )  # fmt: skip
-        url = f"http://127.0.0.1:{port}"
-        try:
-            deadline = time.monotonic() + 60
-            while True:
-                try:
-                    with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as answer:
-                        if answer.read() == b"ok":
-                            break
-                except OSError:
-                    if server.poll() is not None or time.monotonic() > deadline:
-                        pytest.fail(f"streamlit run did not come up (exit code {server.poll()})")
-                    time.sleep(0.5)
+        with dashboard_served(streamlit_run(site)) as url:
             yield url
-        finally:
-            server.terminate()
-            server.wait(timeout=30)
+
+
+def streamlit_run(site: Path) -> list[str]:
+    """``streamlit run dashboard/app.py -- --config site``, headless on loopback (the port is added by dashboard_served)."""
+    return [sys.executable, "-m", "streamlit", "run", "dashboard/app.py", "--server.headless", "true",
+            "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false", "--", "--config", str(site)]  # fmt: skip
+
+
+@contextmanager
+def dashboard_served(command: list[str], cwd: Path = REPO, env: dict[str, str] | None = None) -> Iterator[str]:
+    """``command`` (a dashboard server) on a free port, waited for until its health check answers; yields its URL.
+
+    ``streamlit run`` commands get ``--server.port``, others (``maskwatch dashboard``) ``--port``; the server sees no
+    MASKWATCH_ variable of the test run, only ``env``'s.
+    """
+    port = free_port()
+    if "streamlit" in command:
+        at = command.index("--") if "--" in command else len(command)
+        command = [*command[:at], "--server.port", str(port), *command[at:]]
+    else:
+        command = [*command, "--port", str(port)]
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("MASKWATCH_")} | (env or {})
+    server = subprocess.Popen(command, cwd=cwd, env=clean, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as answer:
+                    if answer.read() == b"ok":
+                        break
+            except OSError:
+                if server.poll() is not None or time.monotonic() > deadline:
+                    pytest.fail(f"{' '.join(command[1:4])} did not come up (exit code {server.poll()})")
+                time.sleep(0.5)
+        yield url
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
 
 
 def test_every_page_renders_in_chromium(dashboard_url: str) -> None:

@@ -9,20 +9,16 @@ against plain SQL on it.
 from __future__ import annotations
 
 import gc
-import os
 import re
-import subprocess
-import sys
 import threading
 import time
-import urllib.request
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pandas as pd
 import pytest
-from test_dashboard import REPO, camera_status, configure, copy_store, open_app, rows, run_demo, texts
+from test_dashboard import camera_status, configure, copy_store, open_app, rows, run_demo, texts
 
 from storage.live import LiveFiles, write_atomic, write_status
 
@@ -269,20 +265,13 @@ def test_chromium_shows_a_stale_camera_greyed(tmp_path: Path) -> None:
     sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (pip install -e '.[test]')")
     if not Path(CHROMIUM).is_file():
         pytest.skip(f"no Chromium at {CHROMIUM} (Debian's chromium package; .ci/services.sh installs it)")
-    from test_dashboard_browser import SCREENSHOTS, free_port  # noqa: PLC0415 (skips the module without Chromium)
+    from test_dashboard_browser import SCREENSHOTS, dashboard_served, streamlit_run  # noqa: PLC0415 (skips the module without Chromium)
 
     live = tmp_path / "live"
     write_cameras(live, time.time())
     site = tmp_path / "site.yaml"
     site.write_text(f"store: {{url: 'sqlite:///{tmp_path / 'store.db'}'}}\nservice: {{live_dir: '{live}'}}\n"
                     "dashboard: {stale_after_s: 5, timezone: UTC}\n")  # fmt: skip
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MASKWATCH_")}
-    server = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", "dashboard/app.py", "--server.headless", "true", "--server.address",
-         "127.0.0.1", "--server.port", str(port), "--browser.gatherUsageStats", "false", "--", "--config", str(site)],
-        cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
     fresh = threading.Event()
 
     def keep_gate_live() -> None:  # gate's worker keeps publishing; dock's stopped an hour ago
@@ -292,22 +281,12 @@ def test_chromium_shows_a_stale_camera_greyed(tmp_path: Path) -> None:
     writer = threading.Thread(target=keep_gate_live, daemon=True)
     writer.start()
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=2) as answer:
-                    if answer.read() == b"ok":
-                        break
-            except OSError:
-                if server.poll() is not None or time.monotonic() > deadline:
-                    pytest.fail(f"streamlit run did not come up (exit code {server.poll()})")
-                time.sleep(0.5)
-        with sync_api.sync_playwright() as playwright:
+        with dashboard_served(streamlit_run(site)) as url, sync_api.sync_playwright() as playwright:
             browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
             try:
                 page = browser.new_page(viewport={"width": 1500, "height": 1000})
                 page.set_default_timeout(60_000)
-                page.goto(f"http://127.0.0.1:{port}/")
+                page.goto(f"{url}/")
                 dock, gate = page.locator(".st-key-live-tile-dock"), page.locator(".st-key-live-tile-gate")
                 dock.get_by_text("Offline since").wait_for()
                 gate.get_by_text("live: updated").wait_for()
@@ -326,15 +305,13 @@ def test_chromium_shows_a_stale_camera_greyed(tmp_path: Path) -> None:
                 page.get_by_role("button", name="All cameras").wait_for()
                 page.wait_for_url("**/?camera=dock")
                 assert page.get_by_role("heading", name="gate").count() == 0
-                page.goto(f"http://127.0.0.1:{port}/live?camera=gate")
+                page.goto(f"{url}/live?camera=gate")
                 page.get_by_text("Visible now").wait_for()
                 assert page.get_by_role("heading", name="dock").count() == 0
             finally:
                 browser.close()
     finally:
         fresh.set()
-        server.terminate()
-        server.wait(timeout=30)
 
 
 def test_occupancy_of_a_long_window_is_sampled_and_scaled(store: Path, demo: Path) -> None:

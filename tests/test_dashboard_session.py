@@ -15,7 +15,6 @@ import sqlite3
 import subprocess
 import sys
 import time
-import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -298,26 +297,10 @@ def test_dashboard_command_hides_the_developer_chrome(tmp_path: Path, monkeypatc
 @contextmanager
 def dashboard_server(site: Path, cwd: Path, env: dict[str, str]) -> Iterator[str]:
     """``maskwatch dashboard`` on a free port, started in ``cwd`` (not the checkout: no .streamlit/ to pick up)."""
-    port = free_port()
-    clean = {k: v for k, v in os.environ.items() if not k.startswith("MASKWATCH_")} | env
-    server = subprocess.Popen([sys.executable, "-m", "maskwatch", "dashboard", "--config", str(site), "--port", str(port)],
-                              cwd=cwd, env=clean, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as answer:
-                    if answer.read() == b"ok":
-                        break
-            except OSError:
-                if server.poll() is not None or time.monotonic() > deadline:
-                    pytest.fail(f"maskwatch dashboard did not come up (exit code {server.poll()})")
-                time.sleep(0.5)
+    from test_dashboard_browser import dashboard_served  # noqa: PLC0415 (its module skips without Chromium)
+
+    with dashboard_served([sys.executable, "-m", "maskwatch", "dashboard", "--config", str(site)], cwd, env) as url:
         yield url
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
 
 
 def signed_in(page) -> bool:
