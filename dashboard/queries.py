@@ -20,7 +20,7 @@ from typing import Any
 
 import pandas as pd
 import streamlit as st
-from sqlalchemy import Engine, Float, Integer, and_, case, cast, func, literal, or_, select
+from sqlalchemy import Engine, Float, Integer, case, cast, func, select
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.sql import ColumnElement, Select
 
@@ -180,86 +180,10 @@ def _sized_tracks(ids: Ids, since: float, until: float, measure: str) -> tuple[C
     return value, where
 
 
-@st.cache_data(ttl=TTL_S, show_spinner=False)
-def size_histogram(url: str, ids: Ids, since: float, until: float, measure: str, bins: int = 30) -> pd.DataFrame:
-    """Tracks per size bin, per class and unit: ``bins`` equal bins between each class's smallest and largest."""
-    value, where = _sized_tracks(ids, since, until, measure)
-    keys = (tracks.c.class_name, tracks.c.unit)
-    ranges = select(*keys, func.min(value).label("lo"), func.max(value).label("hi")).where(*where).group_by(*keys).subquery()
-    width = case((ranges.c.hi > ranges.c.lo, (ranges.c.hi - ranges.c.lo) / bins), else_=literal(1.0))
-    smaller = func.least if engine(url).dialect.name == "postgresql" else func.min  # SQLite's 2-argument min()
-    index = smaller(_floor((value - ranges.c.lo) / width, url), bins - 1).label("bin")  # the largest value: last bin
-    stmt = (
-        select(*keys, index, ranges.c.lo, width.label("width"), func.count().label("tracks"))
-        .join(ranges, and_(ranges.c.class_name == tracks.c.class_name, ranges.c.unit == tracks.c.unit))
-        .where(*where)
-        .group_by(*keys, index, ranges.c.lo, width)
-        .order_by(*keys, index)
-    )
-    frame = _read(url, stmt)
-    frame["size_from"] = frame.lo + frame["bin"] * frame.width
-    frame["size_to"] = frame.size_from + frame.width
-    return frame[["class_name", "unit", "size_from", "size_to", "tracks"]]
-
-
 PERCENTILES = (5, 25, 50, 75, 95)
 
 
-@st.cache_data(ttl=TTL_S, show_spinner=False)
-def size_percentiles(url: str, ids: Ids, since: float, until: float, measure: str) -> pd.DataFrame:
-    """Per class and unit: tracks and the 5/25/50/75/95th percentile of their median ``measure`` (nearest rank).
-
-    One window-function query: rows are numbered per class in size order and
-    only the rows a percentile falls on come back, flagged with which ones.
-    """
-    value, where = _sized_tracks(ids, since, until, measure)
-    keys = (tracks.c.class_name, tracks.c.unit)
-    ranked = select(
-        *keys, value.label("value"),
-        func.row_number().over(partition_by=keys, order_by=value).label("rank"),
-        func.count().over(partition_by=keys).label("n"),
-    ).where(*where).subquery()  # fmt: skip
-    hits = [(ranked.c["rank"] == _floor((ranked.c.n - 1) * (p / 100), url) + 1) for p in PERCENTILES]
-    flags = [case((hit, 1), else_=0).label(f"p{p}") for p, hit in zip(PERCENTILES, hits)]
-    stmt = select(ranked.c.class_name, ranked.c.unit, ranked.c.n, ranked.c.value, *flags).where(or_(*hits))
-    frame = _read(url, stmt)
-    rows = []
-    for (name, unit), group in frame.groupby(["class_name", "unit"]):
-        row = {"class_name": name, "unit": unit, "tracks": int(group.n.iloc[0])}
-        rows.append(row | {f"p{p}": group.value[group[f"p{p}"] == 1].iloc[0] for p in PERCENTILES})
-    return pd.DataFrame(rows, columns=["class_name", "unit", "tracks", *(f"p{p}" for p in PERCENTILES)])
-
-
 SIZE_ORDERS = ("largest first", "smallest first", "newest first")
-
-
-@st.cache_data(ttl=TTL_S, show_spinner=False)
-def sized_tracks(
-    url: str, ids: Ids, since: float, until: float, measure: str, class_name: str | None, order: str, limit: int
-) -> tuple[pd.DataFrame, int]:
-    """Up to ``limit`` tracks with a measured ``measure``, in ``order`` (one of :data:`SIZE_ORDERS`), and the total."""
-    value, where = _sized_tracks(ids, since, until, measure)
-    if class_name is not None:
-        where.append(tracks.c.class_name == class_name)
-    ordering = {"largest first": value.desc(), "smallest first": value.asc(), "newest first": tracks.c.first_ts.desc()}[order]
-    sizes = [tracks.c[f"{f}_{stat}"] for f in SIZE_FIELDS for stat in ("median", "iqr")]
-    stmt = (
-        select(
-            cameras.c.name.label("camera"), tracks.c.run_id, tracks.c.track_id, tracks.c.class_name, tracks.c.first_ts,
-            tracks.c.last_ts, tracks.c.frames_seen, tracks.c.unit, *sizes, tracks.c.size_samples, tracks.c.speed_median,
-            tracks.c.snapshot,
-        )  # fmt: skip
-        .join(cameras, cameras.c.id == tracks.c.camera_id)
-        .where(*where)
-        .order_by(ordering)
-        .limit(limit)
-    )
-    with engine(url).connect() as conn:
-        total = conn.execute(select(func.count()).select_from(tracks).where(*where)).scalar_one()
-    frame = _read(url, stmt)
-    frame.insert(4, "first_seen", to_time(frame.pop("first_ts")))
-    frame.insert(5, "last_seen", to_time(frame.pop("last_ts")))
-    return frame, int(total)
 
 
 @st.cache_data(ttl=TTL_S, show_spinner=False)

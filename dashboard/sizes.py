@@ -178,7 +178,7 @@ def size_percentiles(url: str, ids: queries.Ids, since: float, until: float, mea
 def sized_tracks(
     url: str, ids: queries.Ids, since: float, until: float, measure: str, class_name: str | None, order: str, limit: int
 ) -> tuple[pd.DataFrame, int]:
-    """Like :func:`queries.sized_tracks`, but ranked by size in *one* unit: metric sizes in metres (mm and m never
+    """Tracks with a measured ``measure``, ranked by size in *one* unit: metric sizes in metres (mm and m never
     sorted as plain numbers), then pixel sizes, then any other unit."""
     value, where = queries._sized_tracks(ids, since, until, measure)
     if class_name is not None:
