@@ -49,6 +49,7 @@ from common import InputError, log_redacted, redact_url
 from maskwatch.camera_worker import run_camera, safe_name
 from maskwatch.config import AppConfig, LiveCameraConfig
 from maskwatch.segmenter_server import BatchStats, SegmenterUnavailable
+from maskwatch.serve import supervised
 from segmenter.detections import Detections
 from storage.live import CameraStatus, process_key, write_atomic, write_status
 
@@ -504,12 +505,7 @@ def ray_service(service_class: type, config: AppConfig, out_dir: Path, stop_even
                 state = child.status if child.alive and child.status is not None else None
                 if state is None:
                     state = CameraStatus.unreported(name, redact_url(str(self.cameras[name].source)))
-                supervision = {"worker_alive": child.alive, "worker_restarts": child.restarts}
-                if not child.alive:
-                    supervision["connected"] = False
-                    if child.last_exit:
-                        supervision["last_error"] = child.last_exit
-                out[name] = state.model_copy(update=supervision)
+                out[name] = supervised(state, child.alive, child.restarts, child.last_exit)
             return out
 
         def shared_segmenter_status(self) -> dict | None:

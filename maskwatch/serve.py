@@ -118,12 +118,7 @@ class Service:
             state = read_status(self.live_dir / f"{safe_name(name)}.json")
             if state is None or not worker.wrote(state):
                 state = CameraStatus.unreported(name, redact_url(str(self.cameras[name].source)))
-            supervision = {"worker_alive": worker.alive, "worker_restarts": worker.restarts}
-            if not worker.alive:
-                supervision["connected"] = False
-                if worker.last_exit:
-                    supervision["last_error"] = worker.last_exit
-            out[name] = state.model_copy(update=supervision)
+            out[name] = supervised(state, worker.alive, worker.restarts, worker.last_exit)
         return out
 
     def shared_segmenter_status(self) -> dict | None:
@@ -205,6 +200,16 @@ class Service:
         if self.segmenter is not None:
             _stop([self.segmenter], timeout)
         shutil.rmtree(self._private_dir, ignore_errors=True)
+
+
+def supervised(state: CameraStatus, alive: bool, restarts: int, last_exit: str | None) -> CameraStatus:
+    """A camera's status as its supervisor sees it: whether its worker lives, how often it restarted, why it ended."""
+    supervision: dict = {"worker_alive": alive, "worker_restarts": restarts}
+    if not alive:
+        supervision["connected"] = False
+        if last_exit:
+            supervision["last_error"] = last_exit
+    return state.model_copy(update=supervision)
 
 
 def _add_supervision(state: dict, child: _Child) -> dict:
